@@ -1,0 +1,80 @@
+"""How both command-line programs turn exceptions into exit statuses.
+
+The policy (DESIGN.md, "Bad input"): a usage error (a bad value the user typed or a
+file they gave) prints one sentence and exits 2; a runtime failure (an unreachable
+database, a crashed trial) prints one sentence and exits 1; neither prints a traceback
+unless ``--debug`` was given. Data goes to stdout; these messages go to stderr.
+
+:class:`ErrorHandlingGroup` is a :class:`click.Group` that applies the policy to every
+subcommand, so commands just raise the library's own exceptions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import click
+
+from momentum_convert.errors import MomentumConvertError
+
+USAGE_ERROR_EXIT = 2
+RUNTIME_ERROR_EXIT = 1
+
+
+class ErrorHandlingGroup(click.Group):
+    """A click group that maps exceptions to one-sentence messages and exit codes.
+
+    Subclasses (or callers through ``context_settings``) extend ``usage_errors`` and
+    ``runtime_errors``. The root command must define a ``--debug`` flag; its value is
+    read from ``ctx.params`` (or the ``MOMENTUM_SWEEPS_DEBUG`` environment variable).
+    """
+
+    usage_errors: ClassVar[tuple[type[BaseException], ...]] = (MomentumConvertError,)
+    runtime_errors: ClassVar[tuple[type[BaseException], ...]] = (OSError,)
+
+    def main(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, *margs: Any, **kwargs: Any
+    ) -> Any:
+        argv = list(args) if args is not None else None
+        debug = _debug_requested(argv)
+        kwargs.pop("standalone_mode", None)
+        try:
+            result = super().main(argv, *margs, standalone_mode=False, **kwargs)
+        except click.exceptions.Exit as exc:
+            raise SystemExit(exc.exit_code) from None
+        except click.Abort:
+            click.echo("Interrupted.", err=True)
+            raise SystemExit(130) from None
+        except click.ClickException as exc:
+            if debug:
+                raise
+            exc.show()
+            raise SystemExit(exc.exit_code) from None
+        except self.usage_errors as exc:
+            if debug:
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            raise SystemExit(USAGE_ERROR_EXIT) from None
+        except self.runtime_errors as exc:
+            if debug:
+                raise
+            click.echo(f"Error: {_one_sentence(exc)}", err=True)
+            raise SystemExit(RUNTIME_ERROR_EXIT) from None
+        # click returns the exit code of ``ctx.exit(n)`` (and of --help) when not standalone.
+        if isinstance(result, int) and result != 0:
+            raise SystemExit(result)
+        return result
+
+
+def _debug_requested(argv: list[str] | None) -> bool:
+    import os
+    import sys
+
+    words = argv if argv is not None else sys.argv[1:]
+    return "--debug" in words or os.environ.get("MOMENTUM_SWEEPS_DEBUG", "") not in ("", "0")
+
+
+def _one_sentence(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

@@ -1,0 +1,37 @@
+"""The ``sweeps`` command line (click).
+
+The root group owns the shared options and the error policy; each module below adds
+its commands through a module-level ``commands`` list, so the parts of the service
+stay in their own files:
+
+- ``sweeps.cli.results``: ``results``, ``list``, ``db upgrade`` (the results database)
+- ``sweeps.cli.run``: ``run``, ``worker``, ``status``, ``demo`` (the sweep service)
+- ``sweeps.cli.report``: ``report`` (the transfer report)
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from momentum_convert.cli_errors import ErrorHandlingGroup
+
+_COMMAND_MODULES = ("sweeps.cli.results", "sweeps.cli.run", "sweeps.cli.report")
+
+
+@click.group(cls=ErrorHandlingGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show the full traceback on errors.")
+@click.version_option(package_name="momentum-sweeps")
+def cli(debug: bool) -> None:
+    """Run Optuna sweeps that train with PyTorch's SGD and the lr-inside SutskeverSGD,
+    side by side, and report how hyperparameters transfer between them."""
+
+
+for _name in _COMMAND_MODULES:
+    for _command in importlib.import_module(_name).commands:
+        cli.add_command(_command)
+
+
+def main() -> None:
+    cli()

@@ -16,11 +16,21 @@ import importlib
 import click
 
 from momentum_convert.cli_errors import ErrorHandlingGroup
+from momentum_convert.errors import MomentumConvertError
+from storage.errors import StorageError, StorageUsageError
+from sweeps.errors import SweepError, SweepUsageError
 
 _COMMAND_MODULES = ("sweeps.cli.results", "sweeps.cli.run", "sweeps.cli.report")
 
 
-@click.group(cls=ErrorHandlingGroup, context_settings={"help_option_names": ["-h", "--help"]})
+class SweepsGroup(ErrorHandlingGroup):
+    """The error policy of ``sweeps``: bad input exits 2, runtime failures exit 1."""
+
+    usage_errors = (MomentumConvertError, SweepUsageError, StorageUsageError)
+    runtime_errors = (SweepError, StorageError, OSError)
+
+
+@click.group(cls=SweepsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show the full traceback on errors.")
 @click.version_option(package_name="momentum-sweeps")
 def cli(debug: bool) -> None:

@@ -27,3 +27,7 @@ class StorageUsageError(ValueError):
 
 class SweepNotFoundError(StorageUsageError):
     """No sweep of that name is stored in the database."""
+
+
+class TrialRunNotFoundError(StorageUsageError):
+    """No trial run has the given id."""

@@ -1,0 +1,216 @@
+"""Engines and sessions for the results database, on SQLite, PostgreSQL or MySQL/MariaDB.
+
+URLs are SQLAlchemy URLs. The default is ``sqlite:///sweeps.db`` (the embedded store, a
+file in the working directory); ``SWEEPS_STORAGE`` overrides it. A bare ``postgresql://``
+URL uses psycopg 3 and a bare ``mysql://``/``mariadb://`` URL uses PyMySQL.
+
+Several processes may write one SQLite file at once: the engine turns on WAL journaling
+(readers never block the writer), waits up to 30 s for a lock instead of failing with
+"database is locked", and opens every transaction with ``BEGIN IMMEDIATE`` so that a
+transaction that reads and then writes takes the write lock up front (a deferred
+transaction that has to upgrade its lock fails at once, without waiting, when another
+process wrote meanwhile). Read-only callers (:mod:`storage.queries`) open deferred
+transactions through :func:`read_only`.
+
+A URL is printed or logged only through :func:`hide_password`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.errors import StorageUnavailableError, StorageUsageError
+
+DEFAULT_URL: Final = "sqlite:///sweeps.db"
+STORAGE_ENV_VAR: Final = "SWEEPS_STORAGE"
+SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
+"""How long a SQLite writer waits for another process's write lock before giving up."""
+CONNECT_TIMEOUT_S: Final = 10
+"""How long a connection to a database server may take before the server counts as down."""
+
+_READ_ONLY_OPTION: Final = "ms_read_only"
+_DRIVERS: Final = {
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mariadb+pymysql",
+}
+
+
+def default_url() -> str:
+    """``$SWEEPS_STORAGE`` if set and not empty, else ``sqlite:///sweeps.db``."""
+    return os.environ.get(STORAGE_ENV_VAR) or DEFAULT_URL
+
+
+def normalize_url(url: str | URL) -> str:
+    """The URL with the project's default driver for its backend, as a string.
+
+    ``postgresql://`` (and ``postgres://``) become ``postgresql+psycopg://``, ``mysql://``
+    becomes ``mysql+pymysql://``, ``mariadb://`` becomes ``mariadb+pymysql://``; URLs that
+    name a driver are returned unchanged.
+
+    Raises:
+        StorageUsageError: the text is not a SQLAlchemy URL.
+    """
+    parsed = _parse(url)
+    if parsed.drivername in _DRIVERS:
+        parsed = parsed.set(drivername=_DRIVERS[parsed.drivername])
+    return parsed.render_as_string(hide_password=False)
+
+
+def hide_password(url: str | URL) -> str:
+    """The URL with its password shown as ``***``; safe to print and log.
+
+    Works on text that is not a valid URL too (the ``user:password@`` part is masked).
+    """
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", str(url))
+
+
+def create_engine(
+    url: str | URL | None = None, *, pool_size: int = 2, max_overflow: int = 2
+) -> Engine:
+    """An engine for the results database at ``url`` (default: :func:`default_url`).
+
+    SQLite: WAL journal, a 30 s busy timeout and ``BEGIN IMMEDIATE`` transactions (see the
+    module docstring), so local worker processes can write the same file. PostgreSQL and
+    MySQL/MariaDB: ``pool_pre_ping`` (a connection the server dropped is replaced, not
+    used), a pool of ``pool_size`` connections plus ``max_overflow``, a connect timeout.
+    Nothing connects until first use; call ``engine.dispose()`` when done.
+
+    An engine is thread-safe and may be shared by the threads of one process; after
+    ``fork`` create a new one (or call ``engine.dispose(close=False)`` in the child).
+
+    Raises:
+        StorageUsageError: the URL is malformed or names an unknown backend or driver.
+    """
+    parsed = _parse(normalize_url(url if url is not None else default_url()))
+    kwargs: dict[str, Any] = {}
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    else:
+        kwargs.update(pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow)
+        if backend == "postgresql":
+            kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+        elif backend in ("mysql", "mariadb"):
+            kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+            kwargs["pool_recycle"] = 3600
+    try:
+        engine = sa.create_engine(parsed, **kwargs)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+        raise StorageUsageError(
+            f"Cannot use the storage URL {hide_password(parsed)}: {_first_line(exc)};"
+            " expected e.g. sqlite:///sweeps.db or postgresql://user@host/db."
+        ) from None
+    if backend == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """A ``sessionmaker`` for ``engine``; use as ``with factory.begin() as session: ...``.
+
+    Objects stay readable after commit (``expire_on_commit=False``), so a writer can keep
+    the ``TrialRun`` it added and use its ``id`` in later transactions. A sessionmaker is
+    thread-safe; a Session is not (one per thread).
+    """
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def read_only(engine: Engine) -> Iterator[Connection]:
+    """A connection for reading: on SQLite its transactions begin deferred (no write lock)."""
+    with engine.connect() as connection:
+        yield connection.execution_options(**{_READ_ONLY_OPTION: True})
+
+
+@contextmanager
+def unavailable_as_storage_error(url: str | URL) -> Iterator[None]:
+    """Turn a failure to reach the database into :class:`StorageUnavailableError`.
+
+    The message is one sentence naming the URL with its password hidden; the driver's own
+    message is kept to its first line, with the password scrubbed in case it echoes it.
+    """
+    try:
+        yield
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        raise unavailable_error(url, exc) from None
+
+
+def unavailable_error(url: str | URL, exc: BaseException) -> StorageUnavailableError:
+    """The :class:`StorageUnavailableError` for a failed connection to ``url``."""
+    reason = _first_line(getattr(exc, "orig", None) or exc)
+    password = _password(url)
+    if password:
+        reason = reason.replace(password, "***")
+    return StorageUnavailableError(
+        f"Cannot reach the results database at {hide_password(url)}: {reason}."
+        if reason
+        else f"Cannot reach the results database at {hide_password(url)}."
+    )
+
+
+def _parse(url: str | URL) -> URL:
+    if isinstance(url, URL):
+        return url
+    try:
+        return sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise StorageUsageError(
+            f"The storage URL {hide_password(url)!r} is not a database URL;"
+            " expected e.g. sqlite:///sweeps.db or postgresql://user@host/db."
+        ) from None
+
+
+def _password(url: str | URL) -> str | None:
+    try:
+        password = _parse(url).password
+    except StorageUsageError:
+        return None
+    return str(password) if password else None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL, busy timeout and explicit BEGIN on every new SQLite connection.
+
+    pysqlite's own transaction handling is turned off (``isolation_level = None``) so the
+    ``begin`` listener decides how each transaction starts (SQLAlchemy's documented recipe).
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            if engine.url.database not in (None, "", ":memory:"):
+                cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        if connection.get_execution_options().get(_READ_ONLY_OPTION):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,214 @@
+"""Writing results: sweeps, trial runs, per-epoch metrics, report artifacts.
+
+Every function takes a :class:`~sqlalchemy.orm.Session` and neither commits nor rolls
+back: the caller owns the transaction, as SQLAlchemy 2.0 recommends::
+
+    Session = storage.engine.session_factory(engine)
+    with Session.begin() as session:            # commits on success, rolls back on error
+        run = add_trial_run(session, sweep_id=sweep.id, ...)
+    for epoch in range(epochs):
+        ...
+        with Session.begin() as session:        # each epoch durable when this commits
+            record_epoch(session, run.id, epoch, {"train_loss": 0.31, "lr": 0.1}, wall_time=t)
+
+Thread-safety: a Session belongs to one thread; the functions keep no state of their own.
+Database errors propagate as SQLAlchemy exceptions (the transaction is rolled back by the
+``Session.begin()`` block); bad arguments raise :class:`~storage.errors.StorageUsageError`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from storage.errors import StorageUsageError, TrialRunNotFoundError
+from storage.models import (
+    FINISHED_STATES,
+    OPTIMIZERS,
+    ROLES,
+    STATES,
+    EpochMetric,
+    ReportArtifact,
+    Sweep,
+    TrialRun,
+    utc_now,
+)
+
+
+def get_or_create_sweep(
+    session: Session, name: str, *, study_name: str, spec: Mapping[str, Any], convention: str
+) -> Sweep:
+    """The sweep called ``name``, created with these fields if it does not exist yet.
+
+    An existing sweep is returned as stored (its spec is not overwritten), so a worker
+    that joins a running sweep gets the same row as the process that created it. Two
+    processes creating the same sweep at once both get the one row.
+
+    Raises:
+        StorageUsageError: the sweep exists but drives another Optuna study.
+    """
+    sweep = session.scalars(sa.select(Sweep).where(Sweep.name == name)).one_or_none()
+    if sweep is None:
+        try:
+            with session.begin_nested():
+                sweep = Sweep(
+                    name=name, study_name=study_name, spec=dict(spec), convention=convention
+                )
+                session.add(sweep)
+        except sa.exc.IntegrityError:
+            sweep = session.scalars(sa.select(Sweep).where(Sweep.name == name)).one()
+    if sweep.study_name != study_name:
+        raise StorageUsageError(
+            f"The sweep {name!r} is stored with the Optuna study {sweep.study_name!r},"
+            f" not {study_name!r}; choose another sweep name."
+        )
+    return sweep
+
+
+def add_trial_run(session: Session, **fields: Any) -> TrialRun:
+    """Add one training run and return it with its ``id`` assigned (flushed, not committed).
+
+    ``fields`` are :class:`~storage.models.TrialRun` columns: ``sweep_id, study_name,
+    trial_number, role, optimizer, seed, schedule, hyperparameters,
+    optimizer_hyperparameters, device, host, pid`` are required; ``trial_id, verdict,
+    state`` (default ``RUNNING``), ``attempt`` (default 1), ``started_at`` (default now)
+    and the result columns are optional.
+
+    Raises:
+        StorageUsageError: an unknown field, or a role/optimizer/state outside the
+            accepted names.
+    """
+    unknown = sorted(set(fields) - set(TrialRun.__table__.columns.keys()) - {"id"})
+    if unknown:
+        raise StorageUsageError(
+            f"add_trial_run got unknown field(s) {', '.join(unknown)};"
+            f" the columns are {', '.join(TrialRun.__table__.columns.keys())}."
+        )
+    _check_choice("role", fields.get("role"), ROLES)
+    _check_choice("optimizer", fields.get("optimizer"), OPTIMIZERS)
+    _check_choice("state", fields.get("state", "RUNNING"), STATES)
+    run = TrialRun(**fields)
+    session.add(run)
+    session.flush()
+    return run
+
+
+def record_epoch(
+    session: Session,
+    trial_run_id: int,
+    epoch: int,
+    metrics: Mapping[str, float],
+    wall_time: float,
+) -> None:
+    """Store one epoch's metrics of one run with a single INSERT statement.
+
+    ``metrics`` maps metric names (``train_loss``, ``val_loss``, ``val_accuracy``, ``lr``,
+    ``momentum``, or any other) to floats; NaN and +-inf are kept (see
+    :class:`~storage.models.MetricValue`). ``wall_time`` is seconds since the run started.
+    An empty mapping writes nothing.
+
+    Raises:
+        StorageUsageError: a metric value is not a number.
+        sqlalchemy.exc.IntegrityError: this epoch already has one of these metrics, or the
+            run does not exist.
+    """
+    rows = []
+    for name, value in metrics.items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise StorageUsageError(
+                f"The metric {name!r} of epoch {epoch} is {value!r}; metrics must be numbers."
+            ) from None
+        rows.append(
+            {
+                "trial_run_id": trial_run_id,
+                "epoch": epoch,
+                "metric": name,
+                "value": number,
+                "wall_time": float(wall_time),
+            }
+        )
+    if rows:
+        session.execute(sa.insert(EpochMetric).values(rows))
+
+
+def finish_trial_run(
+    session: Session,
+    trial_run_id: int,
+    *,
+    state: str,
+    value: float | None = None,
+    failure_reason: str | None = None,
+    diverged_at_step: int | None = None,
+) -> None:
+    """Record how a run ended: its final Optuna state, objective value, failure, divergence.
+
+    ``value`` NaN is stored as NULL (an objective that is not a number has no value).
+
+    Raises:
+        StorageUsageError: ``state`` is not COMPLETE, PRUNED or FAIL.
+        TrialRunNotFoundError: no run has this id.
+    """
+    _check_choice("state", state, FINISHED_STATES)
+    if value is not None and math.isnan(value):
+        value = None
+    result = session.execute(
+        sa.update(TrialRun)
+        .where(TrialRun.id == trial_run_id)
+        .values(
+            state=state,
+            value=value,
+            failure_reason=failure_reason,
+            diverged_at_step=diverged_at_step,
+            finished_at=utc_now(),
+        )
+        .execution_options(synchronize_session="fetch")
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        raise TrialRunNotFoundError(f"No trial run has id {trial_run_id}.")
+
+
+def mark_runs_failed(
+    session: Session, study_name: str, trial_numbers: Iterable[int], reason: str
+) -> int:
+    """Fail the unfinished runs of these Optuna trials (their worker stopped heartbeating).
+
+    Only runs still RUNNING or WAITING change; finished runs keep their state. Returns the
+    number of runs marked FAIL.
+    """
+    numbers = sorted(set(trial_numbers))
+    if not numbers:
+        return 0
+    result = session.execute(
+        sa.update(TrialRun)
+        .where(
+            TrialRun.study_name == study_name,
+            TrialRun.trial_number.in_(numbers),
+            TrialRun.state.in_(("RUNNING", "WAITING")),
+        )
+        .values(state="FAIL", failure_reason=reason, finished_at=utc_now())
+        .execution_options(synchronize_session="fetch")
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def add_report_artifact(
+    session: Session, sweep_id: int, *, kind: str, path: str, content: bytes | None = None
+) -> ReportArtifact:
+    """Record a file a report wrote for a sweep (``kind`` e.g. ``figure``, ``report.md``)."""
+    artifact = ReportArtifact(sweep_id=sweep_id, kind=kind, path=str(path), content=content)
+    session.add(artifact)
+    session.flush()
+    return artifact
+
+
+def _check_choice(field: str, value: object, accepted: tuple[str, ...]) -> None:
+    if value not in accepted:
+        raise StorageUsageError(
+            f"The trial run {field} {value!r} is not one of {', '.join(accepted)}."
+        )

@@ -1,0 +1,142 @@
+r"""The arithmetic of one :class:`~momentum_convert.optim.SutskeverSGD` step, per param group.
+
+Form S (REFERENCE.md, "The two families") keeps a velocity with the learning rate inside::
+
+    v_t = μ v_{t-1} − η_t (1 − τ) ĝ_t        θ_t = θ_{t-1} + v_t
+    Nesterov (Keras/Caffe):                  θ_t = θ_{t-1} + μ v_t − η_t ĝ_t
+
+This module stores that velocity *scaled*: a buffer ``b`` in PyTorch's lr-outside meaning and
+one float per group, ``buffer_lr`` (written :math:`s`), with
+
+.. math:: v = -s \, b .
+
+When :math:`s = \eta_t` one Form S step is exactly one PyTorch (Form P) step on ``b`` with a
+zero-initialised buffer, so the step runs on PyTorch's own kernels (``torch._fused_sgd_``,
+``torch._foreach_*`` or the per-tensor loop) at PyTorch's speed. When a scheduler changes the
+learning rate, the buffer is rescaled once, :math:`b \leftarrow (s/\eta_t)\,b`, and
+:math:`s \leftarrow \eta_t`: this is the "state rescaling" of REFERENCE.md (Goyal et al. 2017
+call it momentum correction), so it costs one ``_foreach_mul_`` on the steps where a group's
+learning rate changed and nothing on the others.
+
+Learning rates of exactly zero (REFERENCE.md edge cases 1 and 2) keep the representation exact:
+
+* :math:`\eta_t = 0 < s`: Form S coasts, :math:`v \leftarrow \mu v`, :math:`\theta \mathrel{+}= v`
+  (Nesterov :math:`\mu v`); done directly on ``b`` with ``s`` kept, since ``b = -v/0`` does not
+  exist.
+* :math:`\eta_t = s = 0`: the velocity is zero (``v = -0 \cdot b``) and stays zero; the step does
+  nothing.
+* ``lr_outside=True`` (set by :func:`~momentum_convert.optim.correct_momentum` with
+  ``like="pytorch"``): ``s`` follows the learning rate without rescaling, which turns the step
+  into PyTorch's step on the unscaled buffer, exact for every learning rate including zero.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.optim.sgd import sgd as lr_outside_sgd
+
+
+def sutskever_sgd(
+    params: list[Tensor],
+    grads: list[Tensor],
+    buffers: list[Tensor | None],
+    *,
+    buffer_lr: float,
+    lr: float,
+    momentum: float,
+    dampening: float,
+    weight_decay: float,
+    nesterov: bool,
+    maximize: bool,
+    foreach: bool,
+    fused: bool,
+    lr_outside: bool = False,
+    grad_scale: Tensor | None = None,
+    found_inf: Tensor | None = None,
+) -> float:
+    """Take one Form S step for one param group in place and return the new ``buffer_lr``.
+
+    ``buffers`` holds the scaled velocity ``b = -v / buffer_lr`` of each parameter; an entry of
+    ``None`` is a parameter stepping for the first time. Without ``lr_outside`` such a buffer
+    starts at zero (Form S's zero-initialised velocity, so dampening applies from the first
+    step); with ``lr_outside`` it is left to PyTorch's first-step rule (``b_1 = ĝ_1``). Entries
+    are replaced in place by the buffers the step created. ``foreach`` and ``fused`` pick
+    the implementation (at most one is true; neither is the per-tensor loop). ``grad_scale``
+    and ``found_inf`` are :class:`torch.amp.GradScaler`'s, for the fused path.
+    """
+    if momentum == 0:
+        # As in torch.optim.SGD: without momentum the velocity is neither used nor updated.
+        _lr_outside_step(params, grads, [], lr, 0.0, dampening, weight_decay, nesterov, maximize,
+                         foreach, fused, grad_scale, found_inf)  # fmt: skip
+        return buffer_lr
+
+    if not lr_outside:
+        for i, buffer in enumerate(buffers):
+            if buffer is None:
+                buffers[i] = torch.zeros_like(params[i], memory_format=torch.preserve_format)
+    existing = [b for b in buffers if b is not None]
+
+    if lr_outside:
+        buffer_lr = lr
+    elif lr != buffer_lr and lr > 0:
+        # State rescaling b <- (s / η_t) b keeps v = -s b; with s = 0 it zeroes b, which is
+        # exact because the velocity was zero.
+        torch._foreach_mul_(existing, buffer_lr / lr)
+        buffer_lr = lr
+
+    if lr == buffer_lr:
+        if lr == 0 and not lr_outside:
+            return buffer_lr  # v = 0 stays 0 and θ does not move
+        if fused and any(b is None for b in buffers) and len(existing) > 0:
+            fused, foreach = False, True  # torch's fused kernel wants all or no new buffers
+        _lr_outside_step(params, grads, buffers, lr, momentum, dampening, weight_decay, nesterov,
+                         maximize, foreach, fused, grad_scale, found_inf)  # fmt: skip
+        return buffer_lr
+
+    # η_t = 0 < s: Form S coasts on its velocity, v <- μ v, θ += v (Nesterov: θ += μ v).
+    if found_inf is not None and bool(found_inf.item()):
+        return buffer_lr  # GradScaler skips steps whose gradients overflowed
+    torch._foreach_mul_(existing, momentum)
+    torch._foreach_add_(params, existing, alpha=-buffer_lr * (momentum if nesterov else 1.0))
+    return buffer_lr
+
+
+def _lr_outside_step(
+    params: list[Tensor],
+    grads: list[Tensor],
+    buffers: list[Tensor | None],
+    lr: float,
+    momentum: float,
+    dampening: float,
+    weight_decay: float,
+    nesterov: bool,
+    maximize: bool,
+    foreach: bool,
+    fused: bool,
+    grad_scale: Tensor | None,
+    found_inf: Tensor | None,
+) -> None:
+    """PyTorch's own SGD step (Form P) on ``buffers``, by the chosen implementation."""
+    if not fused and (grad_scale is not None or found_inf is not None):
+        # Only the fused kernel unscales by itself; do what it would do.
+        if found_inf is not None and bool(found_inf.item()):
+            return
+        if grad_scale is not None:
+            grads = torch._foreach_div(grads, grad_scale)
+        grad_scale = found_inf = None
+    lr_outside_sgd(
+        params,
+        grads,
+        buffers,
+        foreach=foreach,
+        fused=fused,
+        grad_scale=grad_scale,
+        found_inf=found_inf,
+        weight_decay=weight_decay,
+        momentum=momentum,
+        lr=lr,
+        dampening=dampening,
+        nesterov=nesterov,
+        maximize=maximize,
+    )

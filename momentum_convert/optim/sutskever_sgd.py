@@ -1,0 +1,239 @@
+"""``SutskeverSGD``: momentum SGD with the lr inside the velocity (Form S), as Caffe and Keras."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim.optimizer import (
+    Optimizer,
+    ParamsT,
+    _default_to_fused_or_foreach,
+    _device_dtype_check_for_fused,
+)
+
+from momentum_convert.errors import ConventionError
+from momentum_convert.optim.functional import sutskever_sgd
+
+__all__ = ["SutskeverSGD"]
+
+#: The per-group key holding ``s`` in ``v = -s·b`` (see :mod:`momentum_convert.optim.functional`).
+BUFFER_LR = "buffer_lr"
+
+
+class SutskeverSGD(Optimizer):
+    r"""Stochastic gradient descent with momentum, learning rate inside the velocity.
+
+    .. math::
+       \begin{aligned}
+            &\rule{110mm}{0.4pt}                                                          \\
+            &\textbf{input}: \eta_t \text{ (lr)}, \: \theta_0 \text{ (params)}, \:
+                f(\theta) \text{ (objective)}, \: \lambda \text{ (weight decay)},        \\
+            &\hspace{13mm} \mu_t \text{ (momentum)}, \: \tau \text{ (dampening)}, \:
+                \textit{nesterov}, \: \textit{maximize}                                   \\
+            &\textbf{initialize}: v_0 \leftarrow 0 \text{ (velocity)}                     \\[-1.ex]
+            &\rule{110mm}{0.4pt}                                                          \\
+            &\textbf{for} \: t=1 \: \textbf{to} \: \ldots \: \textbf{do}                  \\
+            &\hspace{5mm} g_t \leftarrow \pm \nabla_{\theta} f_t(\theta_{t-1})
+                \quad (- \text{ if } \textit{maximize})                                   \\
+            &\hspace{5mm} \hat g_t \leftarrow g_t + \lambda \theta_{t-1}                  \\
+            &\hspace{5mm} v_t \leftarrow \mu_t v_{t-1} - \eta_t (1-\tau) \hat g_t         \\
+            &\hspace{5mm}\textbf{if} \: \textit{nesterov}                                 \\
+            &\hspace{10mm} \theta_t \leftarrow \theta_{t-1} + \mu_t v_t - \eta_t \hat g_t \\
+            &\hspace{5mm}\textbf{else}                                                    \\
+            &\hspace{10mm} \theta_t \leftarrow \theta_{t-1} + v_t                         \\
+            &\rule{110mm}{0.4pt}                                                          \\[-1.ex]
+       \end{aligned}
+
+    This is Form S of REFERENCE.md: Sutskever et al. (2013), AlexNet, Caffe, Keras, MXNet.
+    ``lr`` and ``momentum`` are read from ``param_groups`` at every step, so every
+    ``torch.optim.lr_scheduler`` works, OneCycleLR's and CyclicLR's momentum cycling
+    included. Weight decay is coupled and inside the learning rate (Caffe, AlexNet: Keras 2's
+    ``L2(l)`` regularizer is ``weight_decay=2*l``). The velocity starts at zero, so with
+    dampening the first gradient is damped like every other one (there is no PyTorch-style
+    first-step rule). With momentum 0 the step is plain SGD and the velocity is neither used
+    nor updated, as in :class:`torch.optim.SGD`.
+
+    .. note::
+        :class:`torch.optim.SGD` keeps the learning rate *outside* its buffer
+        (``b = μ b + ĝ``, ``θ -= η b``). With a constant learning rate both give the same
+        iterates (``v = -η b``). They differ whenever the learning rate changes: after a cut
+        from 0.1 to 0.01, PyTorch applies the old buffer with the new, smaller learning rate
+        at once, while Form S keeps the velocity built with the old rate and lets it decay
+        over about ``1/(1-μ)`` steps. A naive port (same numbers in the other optimizer)
+        therefore keeps ten times too much (or too little) velocity across every cut, and
+        also over-weights the first gradient by ``1/(1-τ)`` when dampening is used, and
+        changes Nesterov's look-ahead under a schedule. To run PyTorch's dynamics with this
+        class, or this class's dynamics with ``torch.optim.SGD``, use
+        :func:`~momentum_convert.optim.correct_momentum`.
+
+    How it runs: the velocity is stored scaled, ``v = -s·b``, with ``b`` a PyTorch-style
+    buffer (``state[p]["momentum_buffer"]``) and ``s`` one float per group
+    (``group["buffer_lr"]``, the learning rate ``b`` is scaled to; after a step with a
+    non-zero lr it is that lr). Each step is then PyTorch's own fused, foreach or per-tensor
+    kernel, plus one ``_foreach_mul_`` rescaling ``b`` on the steps where the group's lr
+    changed. :meth:`state_dict` stores exactly that pair: the velocity is
+    ``-group["buffer_lr"] * state["momentum_buffer"]``; :func:`~momentum_convert.optim.
+    convert_state` moves it to and from :class:`torch.optim.SGD` checkpoints.
+
+    Args:
+        params: iterable of parameters or named parameters, or dicts defining param groups.
+        lr: learning rate η (default: 1e-3); a float.
+        momentum: momentum factor μ ≥ 0 (default: 0).
+        dampening: dampening τ for the velocity, in [0, 1] (default: 0).
+        weight_decay: coupled L2 penalty λ ≥ 0, added to the gradient (default: 0).
+        nesterov: Nesterov momentum in the Keras/Caffe form; needs momentum > 0 and no
+            dampening (default: False).
+        maximize: maximize the objective instead of minimizing it (default: False).
+        foreach: use the multi-tensor ``torch._foreach_*`` implementation.
+        fused: use PyTorch's fused SGD kernel (CPU and CUDA, floating-point parameters).
+            With neither ``foreach`` nor ``fused`` given, the fused kernel is used where all
+            parameters support it (the fastest on CPU and CUDA, see
+            ``benchmarks/RESULTS_optim.md``), otherwise the multi-tensor path.
+
+    Example:
+        >>> model = torch.nn.Linear(4, 1)
+        >>> optimizer = SutskeverSGD(model.parameters(), lr=0.01, momentum=0.9)
+        >>> scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=30, gamma=0.1)
+
+    References:
+        Sutskever, Martens, Dahl & Hinton, "On the importance of initialization and momentum
+        in deep learning", ICML 2013. Goyal et al., "Accurate, Large Minibatch SGD: Training
+        ImageNet in 1 Hour", 2017 (section 2.1, momentum correction).
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+    ) -> None:
+        if isinstance(lr, Tensor) or not lr >= 0.0:
+            raise ConventionError(f"SutskeverSGD needs a float lr >= 0, got {lr=}.")
+        if not momentum >= 0.0:
+            raise ConventionError(f"SutskeverSGD needs momentum >= 0, got {momentum=}.")
+        if not 0.0 <= dampening <= 1.0:
+            raise ConventionError(f"SutskeverSGD needs dampening in [0, 1], got {dampening=}.")
+        if not weight_decay >= 0.0:
+            raise ConventionError(f"SutskeverSGD needs weight_decay >= 0, got {weight_decay=}.")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ConventionError(
+                "SutskeverSGD with nesterov=True needs momentum > 0 and dampening 0, "
+                f"got {momentum=} and {dampening=}."
+            )
+        if fused and foreach:
+            raise ConventionError("SutskeverSGD takes fused=True or foreach=True, not both.")
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "dampening": dampening,
+            "weight_decay": weight_decay,
+            "nesterov": nesterov,
+            "maximize": maximize,
+            "foreach": foreach,
+            "fused": fused,
+        }
+        super().__init__(params, defaults)
+        if fused is None and foreach is None:
+            all_params = [p for group in self.param_groups for p in group["params"]]
+            fused, foreach = _default_to_fused_or_foreach(
+                all_params, differentiable=False, use_fused=True
+            )
+            foreach = foreach or not fused
+            for group in self.param_groups:
+                group["fused"], group["foreach"] = fused, foreach
+            self.defaults["fused"], self.defaults["foreach"] = fused, foreach
+        if fused:
+            for group in self.param_groups:
+                for p in group["params"]:
+                    _device_dtype_check_for_fused(p)
+        # GradScaler hands the fused kernel grad_scale/found_inf; other paths unscale here.
+        self._step_supports_amp_scaling = True
+        #: Set by correct_momentum(like="pytorch"): s follows lr, no rescaling (Form P).
+        self._lr_outside = False
+        self.register_load_state_dict_pre_hook(_require_buffer_lr)
+
+    def _init_group(
+        self,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        buffers: list[Tensor | None],
+    ) -> None:
+        keep_buffers = group["momentum"] != 0
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise ConventionError(
+                    "SutskeverSGD does not support sparse gradients (got one for a parameter "
+                    f"of shape {tuple(p.shape)}); use dense gradients, e.g. "
+                    "nn.Embedding(sparse=False)."
+                )
+            params.append(p)
+            grads.append(p.grad)
+            if keep_buffers:
+                buffers.append(self.state[p].get("momentum_buffer"))
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        """Perform one optimization step.
+
+        Args:
+            closure: a closure that reevaluates the model and returns the loss.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+
+        for group in self.param_groups:
+            params: list[Tensor] = []
+            grads: list[Tensor] = []
+            buffers: list[Tensor | None] = []
+            self._init_group(group, params, grads, buffers)
+            if not params:
+                continue
+            lr = float(group["lr"])
+            group[BUFFER_LR] = sutskever_sgd(
+                params,
+                grads,
+                buffers,
+                buffer_lr=group.get(BUFFER_LR, lr),
+                lr=lr,
+                momentum=group["momentum"],
+                dampening=group["dampening"],
+                weight_decay=group["weight_decay"],
+                nesterov=group["nesterov"],
+                maximize=group["maximize"],
+                foreach=bool(group["foreach"]),
+                fused=bool(group["fused"]),
+                lr_outside=self._lr_outside,
+                grad_scale=getattr(self, "grad_scale", None),
+                found_inf=getattr(self, "found_inf", None),
+            )
+            if group["momentum"] != 0:
+                for p, buffer in zip(params, buffers, strict=True):
+                    self.state[p]["momentum_buffer"] = buffer
+        return loss
+
+
+def _require_buffer_lr(optimizer: Optimizer, state_dict: dict[str, Any]) -> None:
+    """Refuse a checkpoint whose momentum buffers carry no ``buffer_lr`` (a torch SGD one)."""
+    buffered = {index for index, state in state_dict["state"].items() if "momentum_buffer" in state}
+    for number, group in enumerate(state_dict["param_groups"]):
+        if BUFFER_LR not in group and buffered.intersection(group["params"]):
+            raise ConventionError(
+                f"param group {number} of this checkpoint has momentum buffers but no "
+                f"{BUFFER_LR!r} (a torch.optim.SGD checkpoint?); load "
+                "convert_state(state_dict, src='pytorch', dst='sutskever') instead."
+            )

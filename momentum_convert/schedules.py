@@ -80,10 +80,10 @@ def _set(schedule: object, name: str, value: object) -> None:
 
 
 def _whole(kind: str, name: str, value: object, minimum: int) -> int:
+    """Check a count (``name`` empty when the key is the kind itself, as for ``every``)."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ScheduleSpecError(
-            f"{kind} {name} must be a whole number >= {minimum}, got {value!r}."
-        )
+        label = f"{kind} {name}" if name else kind
+        raise ScheduleSpecError(f"{label} must be a whole number >= {minimum}, got {value!r}.")
     return int(value)
 
 
@@ -145,7 +145,7 @@ def _boundaries(kind: str, name: str, value: Iterable[object]) -> tuple[int, ...
 
 
 def _steps(kind: str, steps: int) -> int:
-    return _whole(f"{kind} values:", "steps", steps, 0)
+    return _whole(f"{kind}.values()", "steps", steps, 0)
 
 
 # --------------------------------------------------------------------------- SPEC output
@@ -789,7 +789,7 @@ class PerEpoch:
     every: int
 
     def __post_init__(self) -> None:
-        _set(self, "every", _whole("every", "value", self.every, 1))
+        _set(self, "every", _whole("every", "", self.every, 1))
         if not isinstance(self.schedule, Schedule):
             raise ScheduleSpecError(f"every needs a schedule, got {self.schedule!r}.")
 

@@ -1,5 +1,42 @@
-"""Commands of the `sweeps` CLI (filled in by its issue)."""
+"""``sweeps report NAME --out DIR``: write a sweep's transfer report (docs/report.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
-commands: list[click.Command] = []
+
+@click.command("report")
+@click.argument("name")
+@click.option(
+    "--storage",
+    "storage_url",
+    metavar="URL",
+    default=None,
+    help="Results database URL (default: $SWEEPS_STORAGE or sqlite:///sweeps.db).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, dir_okay=True, writable=True, path_type=Path),
+    help="Directory for report.html, report.md, summary.csv and the PNG figures.",
+)
+def report(name: str, storage_url: str | None, out_dir: Path) -> None:
+    """Write the transfer report of the sweep NAME into a directory.
+
+    The report compares the best configuration of each optimizer per schedule family
+    (mean and 95% interval over seeds, significance test), shows what a naive port and an
+    exact conversion of the best configuration cost, and draws the landscapes, learning
+    curves and per-step lr/momentum. It reads the database and trains nothing.
+    """
+    from storage.engine import default_url
+    from sweeps.report import write_report
+
+    path = write_report(storage_url or default_url(), name, out_dir)
+    click.echo(str(path))
+    click.echo(f"Wrote {path.name}, report.md, summary.csv and the figures to {out_dir}.", err=True)
+
+
+commands: list[click.Command] = [report]

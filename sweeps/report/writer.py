@@ -1,0 +1,98 @@
+"""Write a sweep's transfer report into a directory.
+
+``write_report(url_or_engine, sweep, out_dir)`` reads the sweep's runs and metrics with
+:mod:`storage.queries`, computes the tables (:mod:`sweeps.report.data`), draws the figures
+(:mod:`sweeps.report.figures`) and writes::
+
+    out_dir/report.html    one self-contained page (figures embedded, CSS inline)
+    out_dir/report.md      the same report in Markdown, figures referenced beside it
+    out_dir/summary.csv    every number of the best and transfer tables (docs/report.md)
+    out_dir/*.png          the figures
+
+and records each file as a :class:`storage.models.ReportArtifact` of the sweep. It reads
+the database and writes files; it never trains (a configuration missing a paired run shows
+as "not run").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from storage import records
+from storage.engine import create_engine, session_factory
+from storage.errors import SweepNotFoundError
+from storage.models import Sweep
+from sweeps.report.data import Direction, build_report_data, summary_frame
+from sweeps.report.figures import draw_report_figures
+from sweeps.report.render import render_html, render_markdown
+
+REPORT_FILES = ("report.html", "report.md", "summary.csv")
+
+
+def _objective(spec: dict[str, Any]) -> tuple[str, Direction]:
+    objective = str(spec.get("objective") or "val_loss")
+    direction = spec.get("direction")
+    if direction not in ("minimize", "maximize"):
+        direction = "maximize" if objective.endswith("accuracy") else "minimize"
+    return objective, direction
+
+
+def _stored_sweep(engine: Engine, sweep: str) -> tuple[int, dict[str, Any]]:
+    with session_factory(engine)() as session:
+        row = session.scalars(sa.select(Sweep).where(Sweep.name == sweep)).one_or_none()
+        if row is None:
+            names = session.scalars(sa.select(Sweep.name).order_by(Sweep.name)).all()
+            known = ", ".join(repr(n) for n in names) if names else "none"
+            raise SweepNotFoundError(
+                f"No sweep named {sweep!r} is stored; the stored sweeps are: {known}."
+            )
+        return row.id, dict(row.spec or {})
+
+
+def write_report(url_or_engine: str | Engine, sweep: str, out_dir: str | Path) -> Path:
+    """Write the report of ``sweep`` into ``out_dir`` and return the path of report.html.
+
+    Raises:
+        SweepNotFoundError: no sweep of that name is stored (lists the stored ones).
+        StorageError: the database cannot be read.
+        OSError: ``out_dir`` cannot be written.
+    """
+    from storage import queries  # imported here: the CLI starts without reading anything
+
+    engine = create_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+    try:
+        sweep_id, spec = _stored_sweep(engine, sweep)
+        objective, direction = _objective(spec)
+        trials = _plain(queries.trials_frame(engine, sweep))
+        metrics = _plain(queries.metrics_frame(engine, sweep))
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        data = build_report_data(trials, sweep=sweep, objective=objective, direction=direction)
+        figures = draw_report_figures(data, metrics, out)
+        summary_frame(data).to_csv(out / "summary.csv", index=False)
+        (out / "report.md").write_text(render_markdown(data, figures), encoding="utf-8")
+        html_path = out / "report.html"
+        html_path.write_text(render_html(data, figures), encoding="utf-8")
+        artifacts = [(name.split(".")[-1], out / name) for name in REPORT_FILES]
+        artifacts += [("figure", f.path) for group in figures.values() for f in group]
+        with session_factory(engine).begin() as session:
+            for kind, path in artifacts:
+                records.add_report_artifact(session, sweep_id, kind=kind, path=str(path))
+        return html_path
+    finally:
+        if isinstance(url_or_engine, str):
+            engine.dispose()
+
+
+def _plain(frame: pd.DataFrame) -> pd.DataFrame:
+    """Categorical columns as plain values, so comparisons and groupbys behave simply."""
+    out = frame.copy()
+    for column in out.columns:
+        if isinstance(out[column].dtype, pd.CategoricalDtype):
+            out[column] = out[column].astype(object)
+    return out

@@ -1,0 +1,437 @@
+"""Sweep specs: a TOML file that says what to sweep, validated before anything runs.
+
+A spec names the task, the optimizers, the convention the search space is written in,
+the search space itself (:mod:`sweeps.search_space`), whether each configuration is also
+run in the other formulation (pairing), and how Optuna searches (sampler, pruner, trials,
+seeds, objective). ``docs/sweep-spec.md`` documents every key; ``examples/`` holds specs.
+
+Every mistake is a :class:`~sweeps.errors.SpecError` whose one sentence names the key path
+(``search_space.lr.low``): unknown keys (with a "did you mean" hint), wrong types,
+impossible ranges and malformed TOML (with its line).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sweeps.errors import SpecError
+from sweeps.search_space import (
+    HYPERPARAMETERS,
+    SCHEDULE_FAMILIES,
+    Distribution,
+    Fixed,
+    SearchSpace,
+    check_bounds,
+    grid_search_space,
+    parse_distribution,
+    unknown_key_message,
+)
+
+OPTIMIZERS = ("pytorch", "sutskever")
+SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp")
+PRUNERS = ("none", "median", "hyperband")
+#: The metrics every task reports per epoch, and the direction each is optimised in.
+OBJECTIVES = {"val_loss": "minimize", "train_loss": "minimize", "val_accuracy": "maximize"}
+DIRECTIONS = ("minimize", "maximize")
+
+_DEVICES = re.compile(r"^(auto|cpu|cuda(:\d+)?(,cuda(:\d+)?)*)$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+#: Top-level keys, in the order ``docs/sweep-spec.md`` lists them.
+TOP_LEVEL_KEYS = (
+    "name",
+    "task",
+    "optimizers",
+    "convention",
+    "pairing",
+    "search_space",
+    "seeds",
+    "objective",
+    "direction",
+    "sampler",
+    "sampler_seed",
+    "pruner",
+    "n_trials",
+    "timeout",
+    "devices",
+    "storage",
+    "heartbeat_interval",
+    "grace_period",
+    "max_retries",
+)
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated sweep spec (see ``docs/sweep-spec.md`` for every field).
+
+    ``convention`` is what the spec says (``"caffe"``); ``family`` the momentum family it
+    belongs to (``"sutskever"``), whose optimizer trains the *source* runs.
+    """
+
+    name: str
+    task: str
+    optimizers: tuple[str, ...]
+    convention: str
+    family: str
+    search_space: SearchSpace
+    pairing: bool
+    seeds: tuple[int, ...]
+    sampler: str
+    sampler_seed: int | None
+    pruner: str
+    n_trials: int | None
+    timeout: float | None
+    devices: str
+    storage: str | None
+    objective: str
+    direction: str
+    heartbeat_interval: int
+    grace_period: int | None
+    max_retries: int
+
+    @property
+    def other_family(self) -> str | None:
+        """The family a paired run converts to, or ``None`` when only one optimizer runs."""
+        other = next(o for o in OPTIMIZERS if o != self.family)
+        return other if other in self.optimizers else None
+
+    def to_json(self) -> dict[str, Any]:
+        """The spec as a TOML-shaped dict; :func:`spec_from_dict` reads it back."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "task": self.task,
+            "optimizers": list(self.optimizers),
+            "convention": self.convention,
+            "pairing": self.pairing,
+            "search_space": self.search_space.to_json(),
+            "seeds": list(self.seeds),
+            "objective": self.objective,
+            "direction": self.direction,
+            "sampler": self.sampler,
+            "sampler_seed": self.sampler_seed,
+            "pruner": self.pruner,
+            "n_trials": self.n_trials,
+            "timeout": self.timeout,
+            "devices": self.devices,
+            "storage": self.storage,
+            "heartbeat_interval": self.heartbeat_interval,
+            "grace_period": self.grace_period,
+            "max_retries": self.max_retries,
+        }
+        return {key: value for key, value in out.items() if value is not None}
+
+
+def load_spec(path: str | Path, **overrides: Any) -> SweepSpec:
+    """Read and validate the spec at ``path``; keyword overrides (``n_trials=5``) win.
+
+    The sweep's name defaults to the file's stem. Raises :class:`SpecError` for a missing
+    or unreadable file, malformed TOML or any invalid key.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"the spec file {str(path)!r} does not exist.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"the spec file {str(path)!r} cannot be read: {exc}.") from None
+    return parse_spec(text, source=str(path), default_name=path.stem, **overrides)
+
+
+def parse_spec(
+    text: str, source: str = "<spec>", *, default_name: str | None = None, **overrides: Any
+) -> SweepSpec:
+    """Validate a spec given as TOML text (``source`` names it in messages)."""
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{source} is not valid TOML: {exc}.") from None
+    if default_name is not None:
+        table.setdefault("name", default_name)
+    return spec_from_dict(table, source, **overrides)
+
+
+def spec_from_dict(table: Mapping[str, Any], source: str = "<spec>", **overrides: Any) -> SweepSpec:
+    """Validate a spec given as a TOML-shaped dict (what :meth:`SweepSpec.to_json` returns)."""
+    table = dict(table)
+    for key, value in overrides.items():
+        if key not in TOP_LEVEL_KEYS:
+            raise SpecError(unknown_key_message(key, TOP_LEVEL_KEYS, ""))
+        if value is not None:
+            table[key] = value
+    for key in table:
+        if key not in TOP_LEVEL_KEYS:
+            raise SpecError(f"{source}: {unknown_key_message(key, TOP_LEVEL_KEYS, '')}")
+    return _build(table)
+
+
+# --- validation ------------------------------------------------------------------------
+
+
+def _required(table: Mapping[str, Any], key: str) -> Any:
+    if key not in table:
+        raise SpecError(f"the key '{key}' is missing; every spec needs it.")
+    return table[key]
+
+
+def _string(value: object, path: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise SpecError(f"{path} must be a non-empty string, got {value!r}.")
+    return value.strip()
+
+
+def _one_of(value: object, accepted: tuple[str, ...], path: str) -> str:
+    if not isinstance(value, str) or value.lower() not in accepted:
+        raise SpecError(f"{path} must be one of {', '.join(accepted)}, got {value!r}.")
+    return value.lower()
+
+
+def _whole(value: object, path: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"{path} must be a whole number >= {minimum}, got {value!r}.")
+    if value < minimum:
+        raise SpecError(f"{path} must be >= {minimum}, got {value!r}.")
+    return value
+
+
+def _boolean(value: object, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise SpecError(f"{path} must be true or false, got {value!r}.")
+    return value
+
+
+def _build(table: Mapping[str, Any]) -> SweepSpec:
+    name = _string(_required(table, "name"), "name")
+    if not _NAME.match(name):
+        raise SpecError(f"name must use letters, digits, '.', '_' and '-' only, got {name!r}.")
+    task = _task(_string(_required(table, "task"), "task"))
+    optimizers = _optimizers(table.get("optimizers", list(OPTIMIZERS)))
+    convention = _string(table.get("convention", "pytorch"), "convention").lower()
+    family = _family(convention)
+    if family not in optimizers:
+        raise SpecError(
+            f"convention {convention!r} belongs to the {family} family, which optimizers"
+            f" ({', '.join(optimizers)}) does not list; add {family!r} to optimizers."
+        )
+    pairing = _boolean(table.get("pairing", True), "pairing")
+    raw_space = _required(table, "search_space")
+    if not isinstance(raw_space, dict):
+        raise SpecError(f"search_space must be a table, got {raw_space!r}.")
+    search_space = _search_space(raw_space)
+
+    objective = _one_of(table.get("objective", "val_loss"), tuple(OBJECTIVES), "objective")
+    direction = _one_of(table.get("direction", OBJECTIVES[objective]), DIRECTIONS, "direction")
+    if objective == "val_accuracy" and not _task_has_accuracy(task):
+        raise SpecError(
+            f"objective 'val_accuracy' needs a classification task, and {task!r} reports no"
+            " accuracy; use val_loss or train_loss."
+        )
+
+    sampler = _one_of(table.get("sampler", "tpe"), SAMPLERS, "sampler")
+    sampler_seed = table.get("sampler_seed", 0)
+    if sampler_seed is not None:
+        sampler_seed = _whole(sampler_seed, "sampler_seed", 0)
+    pruner = _one_of(table.get("pruner", "none"), PRUNERS, "pruner")
+
+    n_trials = table.get("n_trials")
+    if n_trials is not None:
+        n_trials = _whole(n_trials, "n_trials", 1)
+    timeout = table.get("timeout")
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+            raise SpecError(f"timeout must be a number of seconds, got {timeout!r}.")
+        if not math.isfinite(timeout) or timeout <= 0:
+            raise SpecError(f"timeout must be a number of seconds > 0, got {timeout!r}.")
+        timeout = float(timeout)
+    if n_trials is None and timeout is None:
+        raise SpecError("the spec gives neither n_trials nor timeout; give one or both.")
+
+    devices = table.get("devices", "auto")
+    if isinstance(devices, list) and all(isinstance(d, str) for d in devices):
+        devices = ",".join(devices)
+    if not isinstance(devices, str) or not _DEVICES.match(devices.replace(" ", "")):
+        raise SpecError(
+            f"devices must be 'auto', 'cpu' or a list such as 'cuda:0,cuda:1', got {devices!r}."
+        )
+    storage = table.get("storage")
+    if storage is not None:
+        storage = _string(storage, "storage")
+
+    heartbeat = _whole(table.get("heartbeat_interval", 10), "heartbeat_interval", 1)
+    grace = table.get("grace_period")
+    if grace is not None:
+        grace = _whole(grace, "grace_period", 1)
+        if grace <= heartbeat:
+            raise SpecError(
+                f"grace_period ({grace}) must be longer than heartbeat_interval ({heartbeat})."
+            )
+    max_retries = _whole(table.get("max_retries", 3), "max_retries", 0)
+
+    spec = SweepSpec(
+        name=name,
+        task=task,
+        optimizers=optimizers,
+        convention=convention,
+        family=family,
+        search_space=search_space,
+        pairing=pairing,
+        seeds=_seeds(table.get("seeds", 1)),
+        sampler=sampler,
+        sampler_seed=sampler_seed,
+        pruner=pruner,
+        n_trials=n_trials,
+        timeout=timeout,
+        devices=devices.replace(" ", ""),
+        storage=storage,
+        objective=objective,
+        direction=direction,
+        heartbeat_interval=heartbeat,
+        grace_period=grace,
+        max_retries=max_retries,
+    )
+    if sampler == "grid":
+        grid_search_space(spec)  # raises SpecError naming a continuous range
+    return spec
+
+
+def _task(name: str) -> str:
+    from sweeps.tasks import get_task
+
+    get_task(name)  # raises SweepUsageError for an unknown built-in or a bad module:function
+    return name
+
+
+def _task_has_accuracy(name: str) -> bool:
+    from sweeps.tasks import BUILTIN_TASKS
+
+    task = BUILTIN_TASKS.get(name)
+    return True if task is None else task.has_accuracy  # user tasks: known only when built
+
+
+def _family(convention: str) -> str:
+    if convention in OPTIMIZERS:
+        return convention
+    from momentum_convert.errors import MomentumConvertError
+
+    try:
+        from momentum_convert.conventions import resolve
+    except ImportError:  # the conventions registry is not installed: families only
+        raise SpecError(
+            f"convention must be 'pytorch' or 'sutskever', got {convention!r}."
+        ) from None
+    try:
+        return str(resolve(convention).family)
+    except MomentumConvertError as exc:
+        raise SpecError(f"convention: {exc}") from None
+
+
+def _optimizers(raw: object) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw:
+        raise SpecError(f"optimizers must be a non-empty list such as {list(OPTIMIZERS)!r}.")
+    names = tuple(_one_of(v, OPTIMIZERS, f"optimizers[{i}]") for i, v in enumerate(raw))
+    if len(set(names)) != len(names):
+        raise SpecError(f"optimizers lists the same optimizer twice: {list(raw)!r}.")
+    return names
+
+
+def _seeds(raw: object) -> tuple[int, ...]:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return tuple(range(_whole(raw, "seeds", 1)))
+    if not isinstance(raw, list) or not raw:
+        raise SpecError(
+            f"seeds must be a count >= 1 or a non-empty list of seeds such as [0, 1, 2],"
+            f" got {raw!r}."
+        )
+    seeds = tuple(_whole(v, f"seeds[{i}]", 0) for i, v in enumerate(raw))
+    if len(set(seeds)) != len(seeds):
+        raise SpecError(f"seeds lists the same seed twice: {list(raw)!r}.")
+    return seeds
+
+
+def _search_space(raw: Mapping[str, Any]) -> SearchSpace:
+    accepted = (*HYPERPARAMETERS, "schedule")
+    for key in raw:
+        if key not in accepted:
+            raise SpecError(unknown_key_message(key, accepted, "search_space"))
+    dists: dict[str, Distribution] = {}
+    for name, (kind, default) in HYPERPARAMETERS.items():
+        path = f"search_space.{name}"
+        if name not in raw:
+            if default is None:
+                raise SpecError(f"{path} is missing; the search space needs it.")
+            dists[name] = Fixed(default)
+            continue
+        dists[name] = parse_distribution(raw[name], kind, path)
+    check_bounds(dists["lr"], "search_space.lr", minimum=0.0, inclusive=False)
+    check_bounds(
+        dists["momentum"], "search_space.momentum", minimum=0.0, maximum=1.0, below_maximum=True
+    )
+    check_bounds(dists["weight_decay"], "search_space.weight_decay", minimum=0.0)
+    check_bounds(dists["batch_size"], "search_space.batch_size", minimum=1.0)
+    check_bounds(dists["epochs"], "search_space.epochs", minimum=1.0)
+    nesterov_possible = True in (dists["nesterov"].values() or ())
+    if nesterov_possible and float(dists["momentum"].bounds()[0]) == 0.0:
+        raise SpecError(
+            "search_space.nesterov can be true while search_space.momentum can be 0;"
+            " Nesterov momentum needs momentum > 0."
+        )
+    schedules = _schedules(raw.get("schedule", {"constant": {}}))
+    min_epochs = int(dists["epochs"].bounds()[0])  # type: ignore[arg-type]
+    warmup = schedules.get("warmup_cosine", {}).get("warmup_epochs")
+    if warmup is not None and int(warmup.bounds()[1]) >= min_epochs:  # type: ignore[arg-type]
+        raise SpecError(
+            "search_space.schedule.warmup_cosine.warmup_epochs can reach"
+            f" {warmup.bounds()[1]!r}, but epochs can be as few as {min_epochs};"
+            " warmup must end before the last epoch."
+        )
+    return SearchSpace(schedules=schedules, **dists)
+
+
+def _schedules(raw: object) -> dict[str, dict[str, Distribution]]:
+    path = "search_space.schedule"
+    if isinstance(raw, str):
+        raw = {raw: {}}
+    elif isinstance(raw, list) and all(isinstance(v, str) for v in raw):
+        raw = {family: {} for family in raw}
+    if not isinstance(raw, dict) or not raw:
+        raise SpecError(
+            f"{path} must be a table of schedule families such as"
+            " {step = {milestones_epochs = [5, 8]}, cosine = {}}, or a family name."
+        )
+    families = tuple(SCHEDULE_FAMILIES)
+    out: dict[str, dict[str, Distribution]] = {}
+    for family_name, params in raw.items():
+        family = SCHEDULE_FAMILIES.get(family_name)
+        if family is None:
+            raise SpecError(unknown_key_message(family_name, families, path))
+        family_path = f"{path}.{family_name}"
+        if not isinstance(params, dict):
+            raise SpecError(f"{family_path} must be a table of its parameters, got {params!r}.")
+        accepted = tuple(family.parameters)
+        for key in params:
+            if key not in accepted:
+                if not accepted:
+                    raise SpecError(f"{family_path}.{key}: the {family_name} schedule has no keys.")
+                raise SpecError(unknown_key_message(key, accepted, family_path))
+        dists: dict[str, Distribution] = {}
+        for key, parameter in family.parameters.items():
+            param_path = f"{family_path}.{key}"
+            if key in params:
+                dist = parse_distribution(params[key], parameter.kind, param_path)
+            elif parameter.default is None:
+                raise SpecError(f"{param_path} is missing; the {family_name} schedule needs it.")
+            else:
+                dist = Fixed(parameter.default)
+            if parameter.check is not None:
+                parameter.check(dist, param_path)
+            dists[key] = dist
+        out[family_name] = dists
+    return out

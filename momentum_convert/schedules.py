@@ -134,7 +134,7 @@ def _boundaries(kind: str, name: str, value: Iterable[object]) -> tuple[int, ...
             f"{kind} {name} must be a list of whole numbers, got {value!r}."
         ) from None
     if not items:
-        raise ScheduleSpecError(f"{kind} {name} is empty; give at least one step, e.g. 30/60/90.")
+        raise ScheduleSpecError(f"{kind} {name} is empty; give at least one step, such as 30/60/90.")
     numbers = tuple(_whole(kind, f"{name} entry", item, 0) for item in items)
     for earlier, later in itertools.pairwise(numbers):
         if later < earlier:

@@ -1,0 +1,335 @@
+"""One Optuna trial of a sweep: sample a configuration, train its runs, record them.
+
+For a trial the objective
+
+1. samples a :class:`~sweeps.search_space.Configuration` in the spec's convention
+   (a retried trial gets its failed attempt's parameters back from Optuna);
+2. plans its runs (:func:`sweeps.pairing.plan_runs`: ``source``, and with pairing the
+   ``naive`` and ``converted`` runs in the other formulation, for every seed);
+3. trains each run, writing a ``TrialRun`` row when it starts, one bulk write of its
+   metrics per epoch, and its outcome when it ends;
+4. reports the first ``source`` run's objective to Optuna every epoch, so the pruner can
+   stop a bad configuration early (the trial's remaining runs are then skipped);
+5. returns the mean over seeds of the ``source`` runs' objectives: the value Optuna sees.
+
+The ``attempt`` of every run is 1 + the number of earlier attempts at the same
+configuration (Optuna's retry history), so a killed attempt's partial metrics never mix
+with its retry's. A diverged run (NaN or inf loss) is a result, recorded with the step;
+a conversion the converter calls ``impossible`` is recorded FAIL without training.
+
+Per trial, the user attribute ``sweeps:runs`` lists each run's role, optimizer, seed,
+state and value, which ``sweeps status`` and the live progress read without touching
+the results tables.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import optuna
+
+from sweeps.study import retry_history, retry_on_disconnect
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from sweeps.pairing import PlannedRun
+    from sweeps.spec import SweepSpec
+    from sweeps.training import EpochResult, RunOutcome
+
+RUNS_ATTR: Final = "sweeps:runs"
+WORKER_ATTR: Final = "sweeps:worker"
+IMPOSSIBLE: Final = "impossible"
+
+
+class RunRecorder(Protocol):
+    """Where the objective writes its runs (the results tables, or a test's list)."""
+
+    def start(
+        self,
+        trial: optuna.Trial,
+        run: PlannedRun,
+        *,
+        schedule: str,
+        attempt: int,
+        steps_per_epoch: int,
+    ) -> int:
+        """Record that ``run`` started (or, for an impossible conversion, was refused)."""
+        ...
+
+    def epoch(self, run_id: int, result: EpochResult) -> None:
+        """Record one epoch's metrics of the run ``run_id``."""
+        ...
+
+    def finish(
+        self,
+        run_id: int,
+        *,
+        state: str,
+        value: float | None = None,
+        failure_reason: str | None = None,
+        diverged_at_step: int | None = None,
+    ) -> None:
+        """Record how the run ``run_id`` ended."""
+        ...
+
+    def fail_attempts(self, trial_numbers: list[int], reason: str) -> None:
+        """Mark the unfinished runs of earlier, dead attempts FAIL."""
+        ...
+
+
+@dataclass
+class DatabaseRecorder:
+    """Writes runs to the results tables, one short transaction per write.
+
+    Each write is retried while the database is unreachable (a server restart costs a
+    pause, not the trial); every write is idempotent or guarded by the run's id.
+    """
+
+    engine: Engine
+    url: str
+    sweep_id: int
+    study_name: str
+    device: str
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+
+    def __post_init__(self) -> None:
+        from storage.engine import session_factory
+
+        self._sessions = session_factory(self.engine)
+
+    def start(
+        self,
+        trial: optuna.Trial,
+        run: PlannedRun,
+        *,
+        schedule: str,
+        attempt: int,
+        steps_per_epoch: int,
+    ) -> int:
+        from storage import records
+
+        impossible = run.verdict == IMPOSSIBLE
+        fields: dict[str, Any] = {
+            "sweep_id": self.sweep_id,
+            "study_name": self.study_name,
+            "trial_number": trial.number,
+            "trial_id": trial._trial_id,
+            "role": run.role,
+            "optimizer": run.optimizer,
+            "seed": run.seed,
+            "schedule": schedule,
+            # steps_per_epoch lets the report redraw the per-step lr and momentum.
+            "hyperparameters": _jsonable(
+                {**run.hyperparameters, "steps_per_epoch": steps_per_epoch}
+            ),
+            "optimizer_hyperparameters": _jsonable(run.optimizer_hyperparameters),
+            "verdict": run.verdict,
+            "device": self.device,
+            "host": self.host,
+            "pid": self.pid,
+            "attempt": attempt,
+        }
+        if impossible:
+            fields["state"] = "FAIL"
+            fields["failure_reason"] = impossible_reason(run)
+
+        def write() -> int:
+            with self._sessions.begin() as session:
+                return int(records.add_trial_run(session, **fields).id)
+
+        return int(retry_on_disconnect(write, self.url))
+
+    def epoch(self, run_id: int, result: EpochResult) -> None:
+        from storage import records
+
+        def write() -> None:
+            with self._sessions.begin() as session:
+                records.record_epoch(
+                    session, run_id, result.epoch, result.metrics, wall_time=result.wall_time
+                )
+
+        retry_on_disconnect(write, self.url)
+
+    def finish(
+        self,
+        run_id: int,
+        *,
+        state: str,
+        value: float | None = None,
+        failure_reason: str | None = None,
+        diverged_at_step: int | None = None,
+    ) -> None:
+        from storage import records
+
+        def write() -> None:
+            with self._sessions.begin() as session:
+                records.finish_trial_run(
+                    session,
+                    run_id,
+                    state=state,
+                    value=value,
+                    failure_reason=failure_reason,
+                    diverged_at_step=diverged_at_step,
+                )
+
+        retry_on_disconnect(write, self.url)
+
+    def fail_attempts(self, trial_numbers: list[int], reason: str) -> None:
+        from storage import records
+
+        def write() -> None:
+            with self._sessions.begin() as session:
+                records.mark_runs_failed(session, self.study_name, trial_numbers, reason)
+
+        retry_on_disconnect(write, self.url)
+
+
+def impossible_reason(run: PlannedRun) -> str:
+    """``conversion impossible: <the converter's first note>``."""
+    note = run.notes[0] if run.notes else "no exact counterpart exists"
+    return f"conversion impossible: {note}"
+
+
+class SweepObjective:
+    """The function Optuna calls for each trial of the sweep ``spec``.
+
+    ``train`` and ``get_task`` default to :mod:`sweeps.training` and :mod:`sweeps.tasks`;
+    tests pass their own.
+    """
+
+    def __init__(
+        self,
+        spec: SweepSpec,
+        recorder: RunRecorder,
+        *,
+        device: str = "cpu",
+        train: Callable[..., RunOutcome] | None = None,
+    ) -> None:
+        from sweeps.tasks import get_task
+
+        self.spec = spec
+        self.recorder = recorder
+        self.device = device
+        self.task = get_task(spec.task)
+        if train is None:
+            from sweeps.training import train_run
+
+            train = train_run
+        self._train = train
+        self.worst = -math.inf if spec.direction == "maximize" else math.inf
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        from sweeps.pairing import plan_runs
+        from sweeps.search_space import sample_configuration
+
+        history = retry_history(trial)
+        attempt = len(history) + 1
+        if history:
+            self.recorder.fail_attempts(history, "superseded by a retry of its configuration")
+        trial.set_user_attr(RUNS_ATTR, [])
+        trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
+
+        configuration = sample_configuration(self.spec, trial)
+        first_seed = self.spec.seeds[0]
+        setup = self.task.build(
+            seed=first_seed, batch_size=configuration.batch_size, device=self.device
+        )
+        steps_per_epoch = setup.steps_per_epoch
+        schedule = configuration.schedule_spec(steps_per_epoch)
+        planned = plan_runs(self.spec, configuration, steps_per_epoch)
+        # The first source run reports to the pruner, so it goes first.
+        planned = sorted(planned, key=lambda run: run.role != "source")
+
+        summaries: list[dict[str, Any]] = []
+        source_values: list[float] = []
+        reporter = planned[0] if planned and planned[0].role == "source" else None
+        for run in planned:
+            summary = {"role": run.role, "optimizer": run.optimizer, "seed": run.seed}
+            run_id = self.recorder.start(
+                trial, run, schedule=schedule, attempt=attempt, steps_per_epoch=steps_per_epoch
+            )
+            if run.verdict == IMPOSSIBLE:
+                summaries.append({**summary, "state": "FAIL", "value": None})
+                continue
+            outcome = self._train_one(trial, run, run_id, configuration.epochs, run is reporter)
+            value = self.worst if outcome.diverged_at_step is not None else outcome.value
+            summaries.append({**summary, "state": "COMPLETE", "value": value})
+            trial.set_user_attr(RUNS_ATTR, summaries)
+            if run.role == "source":
+                source_values.append(value)
+        trial.set_user_attr(RUNS_ATTR, summaries)
+        if not source_values:
+            raise RuntimeError("The trial planned no source run, so it has no objective value.")
+        return float(sum(source_values) / len(source_values))
+
+    def _train_one(
+        self, trial: optuna.Trial, run: PlannedRun, run_id: int, epochs: int, reports: bool
+    ) -> RunOutcome:
+        last_value: list[float] = []
+        objective = self.spec.objective
+
+        def on_epoch(result: EpochResult) -> None:
+            self.recorder.epoch(run_id, result)
+            value = result.metrics.get(objective)
+            if value is not None:
+                last_value[:] = [float(value)]
+            if reports and value is not None and math.isfinite(value):
+                trial.report(float(value), step=result.epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(
+                        f"pruned at epoch {result.epoch} with {objective} = {value:.4g}"
+                    )
+
+        try:
+            outcome = self._train(
+                self.task,
+                run,
+                epochs=epochs,
+                device=self.device,
+                on_epoch=on_epoch,
+                objective=objective,
+                direction=self.spec.direction,
+            )
+        except optuna.TrialPruned:
+            self.recorder.finish(
+                run_id, state="PRUNED", value=last_value[0] if last_value else None
+            )
+            raise
+        except BaseException as exc:
+            reason = _failure_reason(exc)
+            self.recorder.finish(run_id, state="FAIL", failure_reason=reason)
+            raise
+        diverged = outcome.diverged_at_step
+        self.recorder.finish(
+            run_id,
+            state="COMPLETE",
+            value=self.worst if diverged is not None else outcome.value,
+            failure_reason=f"diverged at step {diverged}" if diverged is not None else None,
+            diverged_at_step=diverged,
+        )
+        return outcome
+
+
+def _failure_reason(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON types (numpy scalars and tuples become floats and lists)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    return value

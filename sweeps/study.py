@@ -1,0 +1,565 @@
+"""The Optuna study behind a sweep: storage, heartbeats, retries, sampler, pruner, trial quota.
+
+A sweep is one Optuna study (named like the sweep) on Optuna's :class:`~optuna.storages.
+RDBStorage`, in the same database as the results tables, plus one ``Sweep`` row that links
+the study to the spec. Every worker, local or on another machine, opens the same study.
+
+Fault tolerance (Optuna's own mechanism, see the RDBStorage docs):
+
+- each running trial records a *heartbeat* every ``heartbeat_interval`` seconds;
+- a RUNNING trial whose heartbeat is older than ``grace_period`` belongs to a dead worker:
+  the next worker that looks (:func:`fail_stale_trials`) sets it to FAIL, marks its runs in
+  the results tables FAIL (their partial metrics stay, apart from the retry's), and
+  re-queues the same configuration as a WAITING trial (``RetryHeartbeatStaleTrialCallback``,
+  at most ``max_retry`` times), which the next ``ask`` picks up.
+
+The trial quota: ``n_trials`` is the sweep's total over all workers. Optuna's
+``MaxTrialsCallback`` counts finished trials after each one, so N workers racing past the
+last slot overshoot by up to N-1. :class:`TrialGate` admits a new trial only while
+``finished + running < n_trials``, counted and asked under a lock every worker shares (a
+PostgreSQL advisory lock, a MySQL named lock, or a file lock next to the SQLite file), so
+the sweep ends with exactly ``n_trials`` COMPLETE or PRUNED trials.
+
+Settings for tests and impatient users come from the environment:
+``SWEEPS_HEARTBEAT_INTERVAL`` (s, default 10), ``SWEEPS_GRACE_PERIOD`` (s, default 30),
+``SWEEPS_MAX_RETRY`` (default 3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import fcntl
+import os
+import threading
+import warnings
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import optuna
+import sqlalchemy as sa
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from storage.engine import create_engine, hide_password, normalize_url, unavailable_error
+from sweeps.errors import SweepUsageError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from sweeps.spec import SweepSpec
+
+HEARTBEAT_ENV_VAR: Final = "SWEEPS_HEARTBEAT_INTERVAL"
+GRACE_ENV_VAR: Final = "SWEEPS_GRACE_PERIOD"
+MAX_RETRY_ENV_VAR: Final = "SWEEPS_MAX_RETRY"
+N_TRIALS_ATTR: Final = "sweeps:n_trials"
+SPEC_ATTR: Final = "sweeps:spec"
+WORKER_INDEX_ENV_VAR: Final = "SWEEPS_WORKER_INDEX"
+"""Set by ``sweeps run`` (0..N-1): offsets ``sampler_seed`` so local workers draw apart."""
+FINISHED_STATES: Final = (TrialState.COMPLETE, TrialState.PRUNED)
+
+SAMPLERS: Final = ("tpe", "random", "grid", "cmaes", "gp")
+PRUNERS: Final = ("none", "median", "hyperband")
+
+# Optuna's own connections per worker: the main thread and the heartbeat thread, one spare.
+_OPTUNA_POOL: Final = {"pool_size": 2, "max_overflow": 1, "pool_pre_ping": True}
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """How quickly a dead worker's trial is failed and how often it is retried."""
+
+    heartbeat_interval: int = 10
+    grace_period: int = 30
+    max_retry: int = 3
+
+    @classmethod
+    def for_spec(cls, spec: SweepSpec | None = None) -> StudySettings:
+        """The spec's ``heartbeat_interval``, ``grace_period`` and ``max_retries``, each
+        overridden by ``SWEEPS_HEARTBEAT_INTERVAL``, ``SWEEPS_GRACE_PERIOD`` and
+        ``SWEEPS_MAX_RETRY`` when set (tests use these for second-scale settings)."""
+        heartbeat = spec.heartbeat_interval if spec is not None else cls.heartbeat_interval
+        grace = spec.grace_period if spec is not None and spec.grace_period else None
+        retries = spec.max_retries if spec is not None else cls.max_retry
+        heartbeat = _positive_int_env(HEARTBEAT_ENV_VAR, heartbeat)
+        grace = _positive_int_env(GRACE_ENV_VAR, grace or max(cls.grace_period, 3 * heartbeat))
+        if grace <= heartbeat:
+            raise SweepUsageError(
+                f"The grace period ({grace} s) must be longer than the heartbeat interval"
+                f" ({heartbeat} s)."
+            )
+        return cls(
+            heartbeat_interval=heartbeat,
+            grace_period=grace,
+            max_retry=_positive_int_env(MAX_RETRY_ENV_VAR, retries, allow_zero=True),
+        )
+
+
+def _positive_int_env(name: str, default: int, *, allow_zero: bool = False) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0 or (value == 0 and not allow_zero):
+        raise SweepUsageError(f"{name}={text!r} is not a positive whole number of seconds.")
+    return value
+
+
+def retry_history(trial: FrozenTrial | optuna.Trial) -> list[int]:
+    """The numbers of the earlier attempts at ``trial``'s configuration, oldest first.
+
+    ``RetryHeartbeatStaleTrialCallback`` stores them in the retry's system attributes
+    (see its ``retry_history``); a live ``Trial`` reads them from the storage.
+    """
+    if isinstance(trial, FrozenTrial):
+        system_attrs = trial.system_attrs
+    else:
+        system_attrs = trial.study._storage.get_trial_system_attrs(trial._trial_id)
+    return [int(number) for number in system_attrs.get("retry_history", [])]
+
+
+def attempt_of(trial: FrozenTrial | optuna.Trial) -> int:
+    """Which attempt at its configuration ``trial`` is: 1, or 1 + the retries before it."""
+    return len(retry_history(trial)) + 1
+
+
+@dataclass
+class SweepStudy:
+    """An opened sweep: its Optuna study, the results engine, the ``Sweep`` row's id."""
+
+    study: optuna.Study
+    engine: Engine
+    sweep_id: int
+    url: str
+    n_trials: int | None
+
+    @property
+    def name(self) -> str:
+        return self.study.study_name
+
+    def close(self) -> None:
+        """Return every connection this worker holds (Optuna's and the results engine's)."""
+        storage = self.study._storage
+        if isinstance(storage, RDBStorage):
+            storage.remove_session()
+            storage.engine.dispose()
+        self.engine.dispose()
+
+
+def open_study(
+    spec: SweepSpec,
+    url: str,
+    *,
+    settings: StudySettings | None = None,
+    n_trials: int | None = None,
+    on_stale_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+) -> SweepStudy:
+    """Create the sweep's study and ``Sweep`` row, or load them if they exist.
+
+    ``n_trials`` (default: the spec's) is stored with the study, so ``sweeps status`` and
+    late-joining workers know the total.
+
+    Raises:
+        StorageUnavailableError: the database cannot be reached.
+        SweepUsageError: an unknown sampler or pruner.
+    """
+    settings = settings or StudySettings.for_spec(spec)
+    # Workers drive trials with ask/tell and run the heartbeat thread themselves.
+    warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
+    url = normalize_url(url)
+    engine = create_engine(url, pool_size=1, max_overflow=1)
+    try:
+        _prepare_results_schema(engine)
+        sampler = make_sampler(spec)
+        pruner = make_pruner(spec.pruner)
+        stale = _StaleTrialHandler(engine, settings.max_retry, on_stale_trial)
+        storage = _rdb_storage(url, settings, stale)
+        direction = "maximize" if spec.direction == "maximize" else "minimize"
+        study = optuna.create_study(
+            storage=storage,
+            study_name=spec.name,
+            sampler=sampler,
+            pruner=pruner,
+            direction=direction,
+            load_if_exists=True,
+        )
+        total = n_trials if n_trials is not None else spec.n_trials
+        if total is not None:
+            study.set_user_attr(N_TRIALS_ATTR, total)
+        study.set_user_attr(SPEC_ATTR, spec.to_json())
+        sweep_id = _link_sweep(engine, spec)
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        engine.dispose()
+        raise unavailable_error(url, exc) from None
+    except optuna.exceptions.StorageInternalError as exc:
+        engine.dispose()
+        raise unavailable_error(url, exc.__cause__ or exc) from None
+    except BaseException:
+        engine.dispose()
+        raise
+    return SweepStudy(study=study, engine=engine, sweep_id=sweep_id, url=url, n_trials=total)
+
+
+def load_existing_study(name: str, url: str) -> optuna.Study:
+    """An existing sweep's study, read-only use (no heartbeats, no sampler).
+
+    Raises:
+        SweepNotFoundError: no sweep of that name in the database.
+        StorageUnavailableError: the database cannot be reached.
+    """
+    from storage.errors import SweepNotFoundError
+
+    url = normalize_url(url)
+    try:
+        storage = RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+        names = [s.study_name for s in storage.get_all_studies()]
+        if name not in names:
+            storage.engine.dispose()
+            known = ", ".join(sorted(names)) or "none"
+            raise SweepNotFoundError(
+                f"No sweep named {name!r} in {hide_password(url)}; the sweeps there: {known}."
+            )
+        return optuna.load_study(study_name=name, storage=storage)
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        raise unavailable_error(url, exc) from None
+    except optuna.exceptions.StorageInternalError as exc:
+        raise unavailable_error(url, exc.__cause__ or exc) from None
+
+
+def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
+    """The spec's sampler, seeded with ``sampler_seed`` plus this worker's offset.
+
+    Workers sharing one seed would draw the same points; each worker adds its index
+    (``SWEEPS_WORKER_INDEX``, set by ``sweeps run``) or, when started by hand, its process
+    id, so one local worker is reproducible and many workers still explore apart.
+    """
+    name = spec.sampler
+    seed = spec.sampler_seed
+    if seed is not None:
+        index = os.environ.get(WORKER_INDEX_ENV_VAR, "").strip()
+        seed = seed + (int(index) if index.isdigit() else os.getpid())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if name == "tpe":
+            return optuna.samplers.TPESampler(seed=seed)
+        if name == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if name == "cmaes":
+            return optuna.samplers.CmaEsSampler(seed=seed)
+        if name == "gp":
+            return optuna.samplers.GPSampler(seed=seed)
+        if name == "grid":
+            from sweeps import search_space
+
+            grid = getattr(search_space, "grid_search_space", None)
+            if grid is None:
+                raise SweepUsageError(
+                    "sampler = 'grid' needs a search space of categoricals and ints only."
+                )
+            return optuna.samplers.GridSampler(grid(spec), seed=seed)
+    raise SweepUsageError(f"Unknown sampler {name!r}; expected one of {', '.join(SAMPLERS)}.")
+
+
+def make_pruner(name: str) -> optuna.pruners.BasePruner:
+    """``none``, ``median`` (after 2 startup trials and 1 warm-up epoch) or ``hyperband``."""
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    raise SweepUsageError(f"Unknown pruner {name!r}; expected one of {', '.join(PRUNERS)}.")
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Fail the trials of dead workers and re-queue them (see the module docstring)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def count_trials(study: optuna.Study) -> dict[TrialState, int]:
+    """How many of the study's trials are in each state (one aggregate query)."""
+    storage = study._storage
+    counts = dict.fromkeys(TrialState, 0)
+    if isinstance(storage, RDBStorage):
+        from optuna.storages._rdb.models import TrialModel
+
+        session = storage.scoped_session()
+        try:
+            rows = session.execute(
+                sa.select(TrialModel.state, sa.func.count())
+                .where(TrialModel.study_id == study._study_id)
+                .group_by(TrialModel.state)
+            ).all()
+            session.commit()
+        finally:
+            session.close()
+        for state, count in rows:
+            counts[TrialState(state) if not isinstance(state, TrialState) else state] = count
+        return counts
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state] += 1
+    return counts
+
+
+class Admission(enum.Enum):
+    """What the gate tells a worker that wants to start a trial."""
+
+    START = "start"
+    WAIT = "wait"  # the quota is taken by running trials; one of them may still fail
+    DONE = "done"  # n_trials trials are COMPLETE or PRUNED
+
+
+class TrialGate:
+    """Starts trials so that the sweep never finishes more than ``n_trials`` of them.
+
+    :meth:`ask` counts the study's trials and asks Optuna for one (a re-queued WAITING
+    trial first) while holding a lock shared by every worker of the sweep, so two workers
+    cannot both take the last free slot.
+    """
+
+    def __init__(self, sweep: SweepStudy, n_trials: int | None) -> None:
+        self._sweep = sweep
+        self._n_trials = n_trials
+        self._lock = _sweep_lock(sweep.engine, sweep.url, sweep.name)
+
+    def admission(self) -> Admission:
+        """Whether a new trial may start now (without starting one)."""
+        if self._n_trials is None:
+            return Admission.START
+        counts = count_trials(self._sweep.study)
+        finished = sum(counts[state] for state in FINISHED_STATES)
+        if finished >= self._n_trials:
+            return Admission.DONE
+        if finished + counts[TrialState.RUNNING] >= self._n_trials:
+            return Admission.WAIT
+        return Admission.START
+
+    def ask(self) -> tuple[Admission, optuna.Trial | None]:
+        """Start a trial if the quota allows: ``(START, trial)``, or ``(WAIT|DONE, None)``."""
+        with self._lock():
+            admission = self.admission()
+            if admission is not Admission.START:
+                return admission, None
+            return admission, self._sweep.study.ask()
+
+
+class _StaleTrialHandler:
+    """Optuna's heartbeat callback: retry the configuration, fail the dead attempt's runs."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        max_retry: int,
+        also: Callable[[optuna.Study, FrozenTrial], None] | None,
+    ) -> None:
+        self._engine = engine
+        self._retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+        self._also = also
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self._retry(study, trial)
+        mark_trial_runs_failed(
+            self._engine,
+            study.study_name,
+            trial.number,
+            "worker lost (no heartbeat within the grace period)",
+        )
+        if self._also is not None:
+            self._also(study, trial)
+
+
+def mark_trial_runs_failed(engine: Engine, study_name: str, trial_number: int, reason: str) -> None:
+    """Set the still-RUNNING runs of one Optuna trial to FAIL with ``reason``."""
+    from storage import records
+    from storage.engine import session_factory
+
+    with session_factory(engine).begin() as session:
+        records.mark_runs_failed(session, study_name, [trial_number], reason)
+
+
+def _prepare_results_schema(engine: Engine) -> None:
+    from storage.schema import ensure_current
+
+    ensure_current(engine)
+
+
+def _link_sweep(engine: Engine, spec: SweepSpec) -> int:
+    from storage import records
+    from storage.engine import session_factory
+
+    with session_factory(engine).begin() as session:
+        sweep = records.get_or_create_sweep(
+            session,
+            name=spec.name,
+            study_name=spec.name,
+            spec=spec.to_json(),
+            convention=spec.family,
+        )
+        return int(sweep.id)
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    backend = sa.make_url(url).get_backend_name()
+    if backend == "sqlite":
+        return {"connect_args": {"timeout": 30}}
+    kwargs: dict[str, Any] = dict(_OPTUNA_POOL)
+    if backend == "postgresql":
+        kwargs["connect_args"] = {"connect_timeout": 10}
+    return kwargs
+
+
+def _rdb_storage(
+    url: str, settings: StudySettings, stale: Callable[[optuna.Study, FrozenTrial], None]
+) -> RDBStorage:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = RDBStorage(
+            url,
+            engine_kwargs=_engine_kwargs(url),
+            heartbeat_interval=settings.heartbeat_interval,
+            grace_period=settings.grace_period,
+            heartbeat_stale_trial_callback=stale,
+        )
+    if storage.engine.url.get_backend_name() == "sqlite":
+        _begin_immediate(storage.engine)
+    return storage
+
+
+def _begin_immediate(engine: Engine) -> None:
+    """Make Optuna's SQLite transactions take the write lock up front.
+
+    With pysqlite's default deferred transactions, a transaction that reads and then writes
+    fails at once with "database is locked" when another worker wrote in between; with
+    ``BEGIN IMMEDIATE`` it waits for the lock instead (SQLAlchemy's documented recipe).
+    """
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA busy_timeout = 30000")
+        finally:
+            cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(connection: sa.engine.Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()
+
+
+def _sweep_lock(
+    engine: Engine, url: str, name: str
+) -> Callable[[], contextlib.AbstractContextManager[None]]:
+    """A lock every worker of the sweep ``name`` shares, whatever machine it runs on."""
+    backend = sa.make_url(url).get_backend_name()
+    key = zlib.crc32(f"momentum-sweeps:{name}".encode()) & 0x7FFFFFFF
+    if backend == "postgresql":
+
+        @contextlib.contextmanager
+        def advisory() -> Iterator[None]:
+            with engine.connect() as connection:
+                connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+                try:
+                    yield
+                finally:
+                    connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                    connection.commit()
+
+        return advisory
+    if backend in ("mysql", "mariadb"):
+
+        @contextlib.contextmanager
+        def named() -> Iterator[None]:
+            with engine.connect() as connection:
+                connection.execute(sa.text("SELECT GET_LOCK(:key, 60)"), {"key": f"ms{key}"})
+                try:
+                    yield
+                finally:
+                    connection.execute(sa.text("SELECT RELEASE_LOCK(:key)"), {"key": f"ms{key}"})
+                    connection.commit()
+
+        return named
+    database = sa.make_url(url).database
+    if backend == "sqlite" and database not in (None, "", ":memory:"):
+        path = Path(f"{database}.lock")
+
+        @contextlib.contextmanager
+        def file_lock() -> Iterator[None]:
+            with path.open("a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+
+        return file_lock
+    lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def in_process() -> Iterator[None]:
+        with lock:
+            yield
+
+    return in_process
+
+
+RETRY_BUDGET_S: Final = 120.0
+"""How long a worker keeps retrying a database operation before it gives up."""
+
+
+def retry_on_disconnect(
+    operation: Callable[[], Any], url: str, *, budget_s: float = RETRY_BUDGET_S
+) -> Any:
+    """Run ``operation``, retrying with backoff while the database is unreachable.
+
+    A restarted or briefly unreachable server raises ``OperationalError`` (or Optuna's
+    ``StorageInternalError`` wrapping it); the pools' ``pool_pre_ping`` then replaces the
+    dead connections, so waiting and trying again is all a worker needs to do. After
+    ``budget_s`` seconds the failure becomes :class:`~storage.errors.StorageUnavailableError`
+    (one sentence, password hidden). Each retried operation must be safe to repeat.
+    """
+    import time
+
+    from storage.errors import StorageUnavailableError
+
+    deadline = time.monotonic() + budget_s
+    delay = 0.25
+    while True:
+        try:
+            return operation()
+        except (
+            sa.exc.OperationalError,
+            sa.exc.InterfaceError,
+            optuna.exceptions.StorageInternalError,
+            StorageUnavailableError,
+        ) as exc:
+            if not _is_disconnect(exc) or time.monotonic() + delay > deadline:
+                if isinstance(exc, StorageUnavailableError):
+                    raise
+                raise unavailable_error(url, exc.__cause__ or exc) from None
+            time.sleep(delay)
+            delay = min(2 * delay, 8.0)
+
+
+def _is_disconnect(exc: BaseException) -> bool:
+    """Whether ``exc`` says the connection (not the statement) failed."""
+    from storage.errors import StorageUnavailableError
+
+    if isinstance(exc, StorageUnavailableError):
+        return True
+    cause = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) else exc
+    if isinstance(cause, sa.exc.DBAPIError) and cause.connection_invalidated:
+        return True
+    return isinstance(cause, (sa.exc.OperationalError, sa.exc.InterfaceError))

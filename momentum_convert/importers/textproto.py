@@ -3,9 +3,9 @@
 It reads what ``google.protobuf.text_format`` writes and what people type by hand:
 ``name: value`` fields, ``name { ... }`` and ``name: < ... >`` nested messages, repeated
 fields, single- or double-quoted strings with C escapes, adjacent strings concatenated,
-``#`` comments, and optional ``,`` / ``;`` separators. It knows no schema: values stay
-as tokens, and the caller (``caffe.py``) decides what each field must be, so that an
-error can name the field and the line it came from.
+``name: [1, 2]`` lists for repeated fields, ``#`` comments, and optional ``,`` / ``;``
+separators. It knows no schema: values stay as tokens, and the caller (``caffe.py``)
+decides what each field must be, so that an error can name the field and its line.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ _TOKEN = re.compile(
     (?P<space>[ \t\r\f\v]+|\n)
   | (?P<comment>\#[^\n]*)
   | (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
-  | (?P<word>[A-Za-z0-9_.+\-\[\]/]+)
-  | (?P<punct>[:{}<>,;])
+  | (?P<word>[A-Za-z0-9_.+\-/]+)
+  | (?P<punct>[:{}<>,;\[\]])
     """,
     re.VERBOSE,
 )
@@ -132,7 +132,7 @@ def _message(
         kind, value, at = tokens[position]
         if closing is not None and kind == "punct" and value == closing:
             return Message(tuple(fields), line), position + 1
-        if kind != "word" or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\[\]/]*", value):
+        if kind != "word" or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_./]*", value):
             raise RecipeError(f"{source} line {at}: expected a field name, found {value!r}.")
         name = value
         position += 1
@@ -145,6 +145,8 @@ def _message(
         if vkind == "punct" and vvalue in _CLOSING:
             nested, position = _message(tokens, position + 1, _CLOSING[vvalue], source, vline)
             fields.append((name, nested))
+        elif has_colon and vkind == "punct" and vvalue == "[":
+            position = _list(tokens, position + 1, name, fields, source, vline)
         elif not has_colon:
             raise RecipeError(f"{source} line {at}: expected ':' after the field name {name!r}.")
         elif vkind in ("word", "string"):
@@ -159,3 +161,31 @@ def _message(
     if closing is not None:
         raise RecipeError(f"{source} line {line}: a message opened here is never closed.")
     return Message(tuple(fields), line), position
+
+
+def _list(
+    tokens: list[tuple[str, str, int]],
+    position: int,
+    name: str,
+    fields: list[tuple[str, Scalar | Message]],
+    source: str,
+    line: int,
+) -> int:
+    """Read ``[a, b, ...]`` after ``name:``: each element is one occurrence of ``name``."""
+    expect_value = True
+    while position < len(tokens):
+        kind, value, at = tokens[position]
+        if kind == "punct" and value == "]":
+            return position + 1
+        if expect_value and kind in ("word", "string"):
+            fields.append((name, Scalar(value, kind == "string", at)))
+            position += 1
+        elif expect_value and kind == "punct" and value in _CLOSING:
+            nested, position = _message(tokens, position + 1, _CLOSING[value], source, at)
+            fields.append((name, nested))
+        elif not expect_value and kind == "punct" and value == ",":
+            position += 1
+        else:
+            raise RecipeError(f"{source} line {at}: unexpected {value!r} in the list {name!r}.")
+        expect_value = not expect_value
+    raise RecipeError(f"{source} line {line}: the list {name!r} opened here is never closed.")

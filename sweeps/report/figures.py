@@ -195,42 +195,55 @@ def draw_learning_curves(
     )
 
 
+def _hp(row: pd.Series, name: str) -> object:
+    value = row.get(f"hp_{name}")
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
 def _recipe_series(config: Configuration, runs: pd.DataFrame) -> list[PerStepSeries] | None:
-    """Per-step series from ``momentum_convert.convert`` when the steps are known."""
+    """Per-step series from ``momentum_convert.convert`` when the steps are known.
+
+    The recipe is the configuration as sampled (``hp_*``: in the spec's convention, with
+    ``hp_total_steps`` or ``hp_steps_per_epoch × hp_epochs`` optimizer steps); None when the
+    runs do not record the number of steps or the converter is not installed.
+    """
     rows = runs[(runs["trial"] == config.trial) & (runs["role"] == config.role)]
-    if rows.empty or "hp_steps_per_epoch" not in rows or "hp_epochs" not in rows:
+    if rows.empty:
         return None
     first = rows.iloc[0]
-    if pd.isna(first["hp_steps_per_epoch"]) or pd.isna(first["hp_epochs"]):
+    steps = _hp(first, "total_steps")
+    if steps is None and _hp(first, "steps_per_epoch") and _hp(first, "epochs"):
+        steps = int(_hp(first, "steps_per_epoch")) * int(_hp(first, "epochs"))  # type: ignore[call-overload]
+    if steps is None:
         return None
     try:
-        from momentum_convert import convert
+        from momentum_convert.conversion import convert
         from momentum_convert.recipe import Recipe
         from momentum_convert.schedule_spec import parse_schedule
     except ImportError:
         return None
-    steps = int(first["hp_steps_per_epoch"]) * int(first["hp_epochs"])
+    convention = str(_hp(first, "convention") or config.optimizer)
     recipe = Recipe(
-        convention=config.optimizer,
+        convention=convention,
         lr=config.lr,
         momentum=config.momentum,
-        nesterov=bool(first.get("hp_nesterov", False)),
-        weight_decay=float(first.get("hp_weight_decay", 0.0) or 0.0),
-        lr_schedule=parse_schedule(config.schedule),
-        steps=steps,
+        nesterov=bool(_hp(first, "nesterov") or False),
+        weight_decay=float(_hp(first, "weight_decay") or 0.0),  # type: ignore[arg-type]
+        lr_schedule=parse_schedule(str(_hp(first, "schedule_spec") or config.schedule)),
+        steps=int(steps),  # type: ignore[call-overload]
     )
     other = next(o for o in OPTIMIZER_NAMES if o != config.optimizer)
     conversion = convert(recipe, to=other)
     return [
         PerStepSeries(
-            f"{_label(config.optimizer)} (source; naive port uses the same numbers)",
+            f"{_label(config.optimizer)} (source; the naive port uses the same numbers)",
             recipe.lr_per_step(),
             recipe.momentum_per_step(),
         ),
         PerStepSeries(
             f"{_label(other)}, converted ({conversion.verdict})",
-            np.asarray(conversion.lr),
-            np.asarray(conversion.momentum),
+            np.asarray(conversion.lr, dtype=np.float64),
+            np.asarray(conversion.momentum, dtype=np.float64),
             "--",
         ),
     ]

@@ -301,9 +301,13 @@ def _build(table: Mapping[str, Any]) -> SweepSpec:
 
 
 def _task(name: str) -> str:
+    from sweeps.errors import SweepUsageError
     from sweeps.tasks import get_task
 
-    get_task(name)  # raises SweepUsageError for an unknown built-in or a bad module:function
+    try:
+        get_task(name)  # an unknown built-in, or a module:function that cannot be loaded
+    except SweepUsageError as exc:
+        raise SpecError(str(exc)) from None
     return name
 
 

@@ -72,8 +72,12 @@ def draw_per_step(axes: Sequence[Axes], series: Sequence[PerStepSeries]) -> None
     for one in series:
         steps = np.arange(1, len(one.lr) + 1)
         lr_ax.plot(steps, one.lr, one.linestyle, label=one.label, drawstyle="steps-post")
-        momentum_ax.plot(steps, one.momentum, one.linestyle, label=one.label)
-        effective_ax.plot(steps, one.effective_step, one.linestyle, label=one.label)
+        momentum_ax.plot(
+            steps, one.momentum, one.linestyle, label=one.label, drawstyle="steps-post"
+        )
+        effective_ax.plot(
+            steps, one.effective_step, one.linestyle, label=one.label, drawstyle="steps-post"
+        )
         unsettled = np.flatnonzero(np.asarray(one.momentum) >= 1)
         if unsettled.size:
             effective_ax.plot(

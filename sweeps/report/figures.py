@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.colors import Normalize
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 from momentum_convert.plotting import PerStepSeries, draw_per_step, save_figure
 from sweeps.report.data import (
@@ -81,6 +82,12 @@ def draw_landscape(family: FamilyResult, data: ReportData, path: Path) -> Figure
     )
     lr_all = own["lr"][own["lr"] > 0]
     lr_span = (float(lr_all.min()) / 1.5, float(lr_all.max()) * 1.5) if len(lr_all) else (1e-3, 1.0)
+    momentum_all = own["momentum"]
+    momentum_span = (
+        (float(momentum_all.min()) - 0.05, min(1.0, float(momentum_all.max()) + 0.05))
+        if len(momentum_all)
+        else (0.0, 1.0)
+    )
     scatter = None
     for ax, optimizer in zip(axes[0], optimizers, strict=True):
         points = own[own["optimizer"] == optimizer]
@@ -115,10 +122,14 @@ def draw_landscape(family: FamilyResult, data: ReportData, path: Path) -> Figure
                 )
         ax.set_xscale("log")
         ax.set_xlim(*lr_span)
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_ylim(*momentum_span)
         ax.set_xlabel("lr (sweep's convention)")
         ax.set_title(_label(optimizer), fontsize="medium")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="x-small", loc="lower left")
+        ax.legend(fontsize="x-small", loc="best")
     axes[0][0].set_ylabel("momentum μ")
     if scatter is not None:
         figure.colorbar(scatter, ax=axes[0].tolist(), label=f"mean {data.objective} over seeds")

@@ -186,12 +186,54 @@ def _ratio(numerator: FloatArray, denominator: FloatArray) -> FloatArray:
     return out
 
 
-def buffer_gain(convention: Convention, dampening: float, steps: int) -> FloatArray:
-    """``k_t``, the weight of ``ĝ_t`` in a lr-outside buffer (PyTorch: ``k_1 = 1``)."""
-    gain = np.full(steps, 1.0 - dampening)
-    if convention.first_step is FirstStep.GRADIENT:
-        gain[0] = 1.0
+def lazy_buffer(convention: Convention) -> bool:
+    """PyTorch and Torch7 create the buffer lazily and skip it at momentum 0.
+
+    Their code runs the buffer only ``if momentum != 0``: the buffer is created as a copy
+    of ``ĝ`` (undampened) at the first step with ``μ ≠ 0``, and a step with ``μ = 0``
+    applies ``ĝ`` and leaves the buffer as it was.
+    """
+    return convention.first_step is FirstStep.GRADIENT
+
+
+def effective_momentum(convention: Convention, mu: FloatArray) -> FloatArray:
+    """``μ`` with 0 at a lazy buffer's creation step (the new buffer carries nothing)."""
+    if not lazy_buffer(convention):
+        return mu
+    eff = mu.copy()
+    nonzero = np.flatnonzero(mu != 0)
+    if nonzero.size:
+        eff[nonzero[0]] = 0.0
+    return eff
+
+
+def buffer_gain(convention: Convention, dampening: float, mu: FloatArray) -> FloatArray:
+    """``k_t``, the weight of ``ĝ_t`` in a lr-outside buffer.
+
+    ``1 - τ``, except for a lazy buffer (PyTorch): 1 at the step that creates it and at
+    steps with ``μ = 0`` (which apply ``ĝ`` directly).
+    """
+    gain = np.full(mu.size, 1.0 - dampening)
+    if lazy_buffer(convention):
+        gain[mu == 0] = 1.0
+        nonzero = np.flatnonzero(mu != 0)
+        if nonzero.size:
+            gain[nonzero[0]] = 1.0
     return gain
+
+
+def stale_buffer_steps(mu: FloatArray) -> np.ndarray:
+    """Steps with ``μ = 0`` between steps with ``μ ≠ 0``: a lazy buffer sits out and resumes."""
+    nonzero = mu != 0
+    before = np.logical_or.accumulate(nonzero)
+    after = np.logical_or.accumulate(nonzero[::-1])[::-1]
+    return ~nonzero & np.concatenate([[False], before[:-1]]) & np.concatenate([after[1:], [False]])
+
+
+def _zero_before_last_nonzero(mu: FloatArray) -> np.ndarray:
+    nonzero = mu != 0
+    after = np.logical_or.accumulate(nonzero[::-1])[::-1]
+    return ~nonzero & np.concatenate([after[1:], [False]])
 
 
 @dataclass
@@ -205,6 +247,7 @@ class _Target:
     impossible: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
     verdict: Verdict = Verdict.EXACT
+    copied: bool = False
 
     def downgrade(self, verdict: Verdict) -> None:
         if _ORDER.index(verdict) > _ORDER.index(self.verdict):
@@ -220,40 +263,45 @@ def _classical(
 ) -> _Target:
     n = eta.size
     lr_changes = n > 1 and bool(np.any(eta[1:] != eta[:-1]))
+    same_laziness = lazy_buffer(src) == lazy_buffer(dst) or not _zero_before_last_nonzero(mu).any()
     if src.family is Family.PYTORCH and dst.family is Family.PYTORCH:
-        if tau == 0 or (dst.supports_dampening and src.first_step is dst.first_step):
-            out = _Target(eta.copy(), mu.copy(), dampening=tau)
+        if same_laziness and (
+            tau == 0 or (dst.supports_dampening and src.first_step is dst.first_step)
+        ):
+            out = _Target(eta.copy(), mu.copy(), dampening=tau, copied=True)
             out.notes.append(
                 f"{src.name} and {dst.name} both keep the lr outside the buffer; the values carry"
                 " over unchanged."
             )
             return out
-        if tau < 1:
-            k = buffer_gain(src, tau, n)
-            momentum = mu.copy()
-            momentum[1:] = mu[1:] * k[:-1] / k[1:]
+        if tau < 1 and not (lazy_buffer(src) and stale_buffer_steps(mu).any()):
+            k = buffer_gain(src, tau, mu)
+            momentum = effective_momentum(src, mu).copy()
+            momentum[1:] = momentum[1:] * k[:-1] / k[1:]
             out = _Target(eta * k, momentum)
-            out.notes.append(
-                f"{dst.name} has no dampening: its buffer is the source buffer divided by"
-                f" (1 - τ) = {1 - tau:g}, so it uses lr (1 - τ)·η_t"
-                + (
-                    " from step 2 on (PyTorch does not dampen step 1) and momentum μ/(1 - τ)"
-                    " at step 2."
-                    if src.first_step is FirstStep.GRADIENT
-                    else "."
+            if tau != 0:
+                out.notes.append(
+                    f"{dst.name} has no dampening: its buffer is the source buffer divided by"
+                    f" (1 - τ) = {1 - tau:g}, so it uses lr (1 - τ)·η_t"
+                    + (
+                        " after the step that creates the buffer (PyTorch does not dampen it)"
+                        " and momentum μ/(1 - τ) on the step after."
+                        if lazy_buffer(src)
+                        else "."
+                    )
                 )
-            )
             return out
 
     # Source -> displacement form d_t = a_t d_{t-1} + c_t ĝ_t (= lr-inside with lr c, momentum a).
     impossible = np.zeros(n, dtype=bool)
     impossible_note = ""
     if src.family is Family.PYTORCH:
-        k = buffer_gain(src, tau, n)
-        a = mu.copy()
-        a[1:] = mu[1:] * _ratio(eta[1:], eta[:-1])
+        k = buffer_gain(src, tau, mu)
+        mu_eff = effective_momentum(src, mu)
+        a = mu_eff.copy()
+        a[1:] = mu_eff[1:] * _ratio(eta[1:], eta[:-1])
         c = eta * k
-        hidden = (eta[:-1] == 0) & (eta[1:] != 0) & (mu[1:] != 0) & alive(mu, k)[:-1]
+        hidden = (eta[:-1] == 0) & (eta[1:] != 0) & (mu_eff[1:] != 0) & alive(mu_eff, k)[:-1]
         impossible[1:] |= hidden
         if hidden.any():
             t = _first(hidden) + 2
@@ -262,6 +310,14 @@ def _classical(
                 " still holds the gradients of the zero-lr steps, which no finite lr-inside"
                 " momentum reproduces; only carrying the lr-outside buffer (state rescaling with"
                 " the unscaled buffer) is exact."
+            )
+        if lazy_buffer(src) and stale_buffer_steps(mu).any():
+            stale = stale_buffer_steps(mu)
+            impossible |= stale
+            t = _first(stale) + 1
+            impossible_note = (
+                f"The momentum is 0 at step {t} between non-zero momenta: {src.name} then leaves"
+                " its buffer untouched and resumes it later, which no other rule reproduces."
             )
         if tau != 0 and src.first_step is FirstStep.GRADIENT:
             note_damp = (
@@ -346,6 +402,33 @@ def _classical(
     return out
 
 
+def _fit_lazy_buffer(dst: Convention, out: _Target) -> None:
+    """Make a lazy-buffer target (PyTorch, Torch7) run the zero momenta the algebra asks for.
+
+    Such a target skips its buffer at momentum 0, so a step whose exact momentum is 0
+    (``b_t = ĝ_t``) before a later non-zero one uses momentum 1 with the buffer reset to 0
+    first: ``b_t = 1·0 + ĝ_t``. At step 1 no reset is needed (the buffer is created as ``ĝ_1``).
+    """
+    if not lazy_buffer(dst) or out.copied:
+        return
+    replace = _zero_before_last_nonzero(out.momentum)
+    if not replace.any():
+        return
+    out.momentum = np.where(replace, 1.0, out.momentum)
+    reset = replace.copy()
+    reset[0] = False
+    if reset.any():
+        scale = np.ones(out.lr.size) if out.state_scale is None else out.state_scale.copy()
+        scale[reset] = 0.0
+        out.state_scale = scale
+        out.downgrade(Verdict.EXACT_WITH_STATE_RESCALING)
+        out.notes.append(
+            f"{dst.name} leaves its buffer untouched at momentum 0, so the {int(reset.sum())}"
+            f" step(s) whose exact momentum is 0 (first: step {_first(reset) + 1}) use momentum 1"
+            " with the buffer reset to 0 just before (state_scale 0)."
+        )
+
+
 def _nesterov(src: Convention, dst: Convention, eta: FloatArray, mu: FloatArray) -> _Target:
     out = _Target(eta.copy(), mu.copy())
     n = eta.size
@@ -356,6 +439,15 @@ def _nesterov(src: Convention, dst: Convention, eta: FloatArray, mu: FloatArray)
             "Chainer's NesterovAG updates θ += μ²·v - (1+μ)·η·g with the new velocity, which"
             " matches neither Nesterov form for any per-step lr and momentum; the same lr and"
             " momentum are the closest (same total step size 1/(1-μ))."
+        )
+        return out
+    if lazy_buffer(src) != lazy_buffer(dst) and _zero_before_last_nonzero(mu).any():
+        out.impossible = _zero_before_last_nonzero(mu)
+        lazy = src if lazy_buffer(src) else dst
+        out.notes.append(
+            f"The momentum is 0 at step {_first(out.impossible) + 1} before non-zero momenta:"
+            f" {lazy.name} skips its buffer there and the Nesterov look-ahead uses the momentum"
+            " itself, so no per-step values or state rescaling reproduce it."
         )
         return out
     if sf is df or src.family is dst.family:
@@ -528,7 +620,7 @@ def _hyperparameters(
 
 
 def _state_mapping(
-    src: Convention, dst: Convention, eta: FloatArray, tau: float, out: _Target
+    src: Convention, dst: Convention, eta: FloatArray, mu: FloatArray, tau: float, out: _Target
 ) -> StateMapping:
     """``target state = scale · source state`` through the displacement ``d_t = η_t b_t = -v_t``."""
     to_d: FloatArray | float
@@ -553,7 +645,7 @@ def _state_mapping(
         if np.array_equal(out.lr, eta):
             scale, formula = np.ones(n), "b'_t = b_t"
         else:
-            scale = 1.0 / buffer_gain(src, tau, n)
+            scale = 1.0 / buffer_gain(src, tau, mu)
             formula = "b'_t = b_t / k_t (k_t = 1 - τ; PyTorch's k_1 = 1)"
     return StateMapping(src.state_name, dst.state_name, formula, np.asarray(scale, dtype=float))
 
@@ -621,6 +713,7 @@ def convert(recipe: Recipe, to: str | Convention) -> Conversion:
         out = _nesterov(src, dst, eta, mu)
     else:
         out = _classical(src, dst, eta, mu, recipe.dampening)
+        _fit_lazy_buffer(dst, out)
     coupled, decoupled, wd_entries = _weight_decay(recipe, src, dst, mu, out)
     out.notes.extend(_framework_notes(recipe, src, dst, eta, mu))
     if recipe.nesterov and np.any(out.momentum > dst.momentum_max):
@@ -659,7 +752,7 @@ def convert(recipe: Recipe, to: str | Convention) -> Conversion:
         lr=out.lr,
         momentum=out.momentum,
         hyperparameters=_hyperparameters(dst, out, recipe.nesterov, wd_entries),
-        state=_state_mapping(src, dst, eta, recipe.dampening, out),
+        state=_state_mapping(src, dst, eta, mu, recipe.dampening, out),
         target_rule=rule,
         state_scale=out.state_scale,
         impossible_steps=impossible_steps,

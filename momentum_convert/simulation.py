@@ -96,6 +96,8 @@ def simulate(rule: UpdateRule, problem: NoisyQuadratic) -> FloatArray:
 
     The update of each family and Nesterov form is written out as REFERENCE.md states it;
     Caffe's and MXNet's sign-flipped history ``h = -v`` gives the same iterates as ``v``.
+    PyTorch and Torch7 run their buffer only at steps with ``μ ≠ 0`` and create it there
+    as a copy of ``ĝ`` (``if momentum != 0:`` in ``torch/optim/sgd.py``).
     """
     steps = rule.lr.size
     theta = problem.start.copy()
@@ -103,8 +105,9 @@ def simulate(rule: UpdateRule, problem: NoisyQuadratic) -> FloatArray:
     trajectory = np.empty((steps, theta.size))
     lr_outside = rule.convention.family is Family.PYTORCH
     form = rule.convention.nesterov_form
-    first_is_gradient = rule.convention.first_step is FirstStep.GRADIENT
+    lazy = rule.convention.first_step is FirstStep.GRADIENT
     tau = rule.dampening
+    created = False  # PyTorch/Torch7 create the buffer at the first step with μ ≠ 0
     for t in range(1, steps + 1):
         eta, mu = rule.lr[t - 1], rule.momentum[t - 1]
         if rule.state_scale is not None:
@@ -112,9 +115,13 @@ def simulate(rule: UpdateRule, problem: NoisyQuadratic) -> FloatArray:
         g = problem.gradient(theta, t) + rule.coupled_weight_decay * theta
         if rule.decoupled_weight_decay:
             theta = theta * (1.0 - eta * rule.decoupled_weight_decay)
-        if lr_outside:
-            first = t == 1 and first_is_gradient
-            state = g.copy() if first else mu * state + (1.0 - tau) * g
+        if lr_outside and lazy and mu == 0:
+            theta = theta - eta * g  # the buffer is skipped and left as it was
+        elif lr_outside:
+            if lazy and not created:
+                state, created = g.copy(), True
+            else:
+                state = mu * state + (1.0 - tau) * g
             step = g + mu * state if rule.nesterov else state
             theta = theta - eta * step
         else:

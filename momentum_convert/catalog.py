@@ -182,7 +182,10 @@ def _sgdr(spe: int) -> tuple[Schedule, Schedule, int]:
         tt = k * (math.pi / period) / batches_per_epoch_float
         lr[start + 1 : end] = 0.05 * (1.0 + np.cos(tt)) / 2.0
         if end < steps:
-            lr[end] = lr[end - 1]  # the restart resets tt, not the rate, for one batch
+            # The restart resets tt, not the rate: the next batch uses the rate set after
+            # the last batch of this period.
+            tt_last = (end - start) * (math.pi / period) / batches_per_epoch_float
+            lr[end] = 0.05 * (1.0 + math.cos(tt_last)) / 2.0
         start, period, index = end, period * 2, index + 1
     return PerStep.of(lr), Constant(), steps
 

@@ -1,0 +1,181 @@
+"""Each catalog recipe's per-step schedule against the numbers its source states.
+
+The expected values are written out from the paper or the official script (cited in each
+test), never computed by the catalog's own builders.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from momentum_convert import catalog
+from momentum_convert.conventions import resolve
+from momentum_convert.conversion import convert
+from momentum_convert.errors import RecipeError
+
+
+@pytest.mark.parametrize("name", list(catalog.ENTRIES))
+def test_every_entry_names_its_source_convention_and_uncertainty(name: str) -> None:
+    entry = catalog.get(name)
+    for text in (entry.citation, entry.verified, entry.uncertain, entry.schedule):
+        assert text.strip()
+    assert resolve(entry.convention).name  # a registered convention
+    assert entry.batch_size >= 1
+    described = entry.describe()
+    assert described["name"] == name
+    assert described["citation"] == entry.citation
+
+
+def test_unknown_recipe_lists_the_catalog() -> None:
+    with pytest.raises(RecipeError, match=r"unknown recipe 'resnet'.*goyal2017"):
+        catalog.get("resnet")
+
+
+def test_steps_per_epoch_must_be_positive() -> None:
+    with pytest.raises(RecipeError, match="steps per epoch"):
+        catalog.get("goyal2017").recipe(steps_per_epoch=0)
+
+
+def test_alexnet_starts_at_001_and_is_divided_by_ten_three_times() -> None:
+    # Krizhevsky et al. 2012, section 5: ε = 0.01, ÷10 three times, batch 128, ~90 epochs.
+    recipe = catalog.get("alexnet2012").recipe(steps_per_epoch=100)
+    lr = recipe.lr_per_step()
+    assert recipe.convention == "sutskever"
+    assert (recipe.momentum, recipe.weight_decay, recipe.steps) == (0.9, 0.0005, 9000)
+    assert lr[0] == 0.01
+    levels = [lr[0], *lr[1:][np.diff(lr) != 0]]
+    np.testing.assert_allclose(levels, [0.01, 0.001, 0.0001, 0.00001], rtol=1e-12)
+
+
+def test_sutskever_momentum_is_half_then_three_quarters_then_ninety_percent() -> None:
+    # Sutskever et al. 2013, eq. (5): 0.5 for t < 250, 0.75, 0.8333, 0.875, 0.9 at t = 1000.
+    mu = catalog.get("sutskever2013").recipe().momentum_per_step()
+    assert set(mu[:250]) == {0.5}
+    assert mu[250] == 0.75
+    assert mu[500] == pytest.approx(0.8333333333333334)
+    assert mu[750] == 0.875
+    assert mu[1000] == 0.9
+    assert mu.max() == 0.999  # μ_max caps it
+
+
+def test_resnet_cifar10_divides_at_32k_and_48k_and_stops_at_64k() -> None:
+    # He et al. 2016, section 4.2: lr 0.1, ÷10 at 32k and 48k iterations, terminate at 64k.
+    for spe in (None, 100):
+        recipe = catalog.get("resnet_cifar10").recipe(steps_per_epoch=spe)
+        lr = recipe.lr_per_step()
+        assert recipe.steps == 64_000
+        assert lr[31_999] == 0.1
+        assert lr[32_000] == pytest.approx(0.01)
+        assert lr[47_999] == pytest.approx(0.01)
+        assert lr[48_000] == pytest.approx(0.001)
+        assert (recipe.momentum, recipe.weight_decay) == (0.9, 0.0001)
+
+
+def test_resnet_imagenet_runs_600k_iterations_from_01() -> None:
+    # He et al. 2016, section 3.4: lr 0.1, batch 256, up to 60×10^4 iterations, λ = 1e-4.
+    recipe = catalog.get("resnet_imagenet").recipe()
+    assert recipe.steps == 600_000
+    assert recipe.lr_per_step()[0] == 0.1
+    assert catalog.get("resnet_imagenet").batch_size == 256
+
+
+def test_goyal_warms_up_linearly_to_32_then_divides_at_30_60_80() -> None:
+    # Goyal et al. 2017: η = 0.1·8192/256 = 3.2, warmup from 0.1 over 5 epochs with a
+    # constant increment, ÷10 at epochs 30, 60, 80, 90 epochs.
+    spe = 100
+    recipe = catalog.get("goyal2017").recipe(steps_per_epoch=spe)
+    lr = recipe.lr_per_step()
+    assert recipe.steps == 90 * spe
+    assert lr[0] == pytest.approx(0.1)
+    increments = np.diff(lr[: 5 * spe + 1])
+    np.testing.assert_allclose(increments, (3.2 - 0.1) / (5 * spe), rtol=1e-9)
+    assert lr[5 * spe] == pytest.approx(3.2)
+    assert lr[30 * spe - 1] == pytest.approx(3.2)
+    assert lr[30 * spe] == pytest.approx(0.32)
+    assert lr[60 * spe] == pytest.approx(0.032)
+    assert lr[80 * spe] == pytest.approx(0.0032)
+
+
+def test_goyal_momentum_correction_is_exactly_pytorch_momentum_09() -> None:
+    # Goyal et al. eq. (10): Form S with μ·η_t/η_(t-1) is Form P with μ = 0.9.
+    conversion = convert(catalog.get("goyal2017").recipe(steps_per_epoch=20), "pytorch")
+    assert conversion.verdict.value == "exact"
+    np.testing.assert_allclose(conversion.momentum, 0.9, rtol=1e-12)
+
+
+def test_bvlc_alexnet_solver_steps_every_100k_iterations() -> None:
+    # models/bvlc_alexnet/solver.prototxt: base_lr 0.01, step, gamma 0.1, stepsize 100000.
+    recipe = catalog.get("caffe_alexnet").recipe()
+    lr = recipe.lr_per_step()
+    assert recipe.steps == 450_000
+    assert (lr[99_999], lr[100_000], lr[449_999]) == pytest.approx((0.01, 0.001, 0.000001))
+
+
+def test_bvlc_googlenet_solver_loses_4_percent_every_320k_iterations() -> None:
+    # models/bvlc_googlenet/solver.prototxt: base_lr 0.01, gamma 0.96, stepsize 320000.
+    recipe = catalog.get("caffe_googlenet").recipe()
+    lr = recipe.lr_schedule.values(recipe.lr or 0.0, 640_001)
+    assert recipe.steps == 10_000_000
+    assert (lr[319_999], lr[320_000], lr[640_000]) == pytest.approx((0.01, 0.0096, 0.009216))
+    assert recipe.weight_decay == 0.0002
+
+
+def test_fb_resnet_imagenet_divides_every_30_epochs_with_nesterov() -> None:
+    # fb.resnet.torch train.lua: LR·0.1^floor((epoch-1)/30), nesterov, dampening 0; 90 epochs.
+    recipe = catalog.get("fb_resnet_imagenet").recipe(steps_per_epoch=10)
+    lr = recipe.lr_per_step()
+    assert recipe.steps == 900
+    assert recipe.nesterov
+    assert (recipe.dampening, recipe.convention) == (0.0, "torch7")
+    assert (lr[299], lr[300], lr[599], lr[600], lr[899]) == pytest.approx(
+        (0.1, 0.01, 0.01, 0.001, 0.001)
+    )
+
+
+def test_fb_resnet_cifar_divides_from_epochs_81_and_122() -> None:
+    # fb.resnet.torch train.lua: decay = epoch >= 122 and 2 or epoch >= 81 and 1; 164 epochs.
+    recipe = catalog.get("fb_resnet_cifar10").recipe(steps_per_epoch=10)
+    lr = recipe.lr_per_step()
+    assert recipe.steps == 1640
+    assert (lr[799], lr[800], lr[1209], lr[1210]) == pytest.approx((0.1, 0.01, 0.01, 0.001))
+
+
+def test_wide_resnet_multiplies_by_02_at_epochs_60_120_160() -> None:
+    # wide-residual-networks scripts/train_cifar.sh: 0.1, ratio 0.2 at {60,120,160}, 200 epochs.
+    recipe = catalog.get("wide_resnet_cifar").recipe(steps_per_epoch=10)
+    lr = recipe.lr_per_step()
+    assert recipe.steps == 2000
+    assert (recipe.weight_decay, recipe.nesterov) == (0.0005, True)
+    assert (lr[589], lr[590], lr[1190], lr[1590]) == pytest.approx((0.1, 0.02, 0.004, 0.0008))
+
+
+def test_densenet_divides_at_50_and_75_percent_of_300_epochs() -> None:
+    # DenseNet train.lua: epoch >= 0.75·nEpochs -> 2, >= 0.5·nEpochs -> 1; batch 64, 300 epochs.
+    recipe = catalog.get("densenet_cifar").recipe(steps_per_epoch=10)
+    lr = recipe.lr_per_step()
+    assert recipe.steps == 3000
+    assert (lr[1489], lr[1490], lr[2239], lr[2240]) == pytest.approx((0.1, 0.01, 0.01, 0.001))
+
+
+def test_sgdr_matches_the_sgdr_wrns_script_batch_by_batch() -> None:
+    # loshchil/SGDR SGDR_WRNs.py, scenario 6, its training loop transcribed: the rate a batch
+    # uses is the one set after the previous batch.
+    sh_lr, tt, te, te_next, used = 0.05, 0.0, 10.0, 10.0, []
+    for epoch in range(200):
+        for _ in range(len(range(0, 100_000 - 128 + 1, 128))):
+            used.append(sh_lr)
+            dt = 2.0 * math.pi / float(2.0 * te)
+            tt = tt + float(dt) / (100_000 / float(128))
+            if tt >= math.pi:
+                tt = tt - math.pi
+            sh_lr = 0.05 * (1.0 + math.sin(math.pi / 2.0 + tt)) / 2.0
+        if epoch + 1 == te_next:
+            tt = 0
+            te = te * 2
+            te_next = te_next + te
+    recipe = catalog.get("sgdr_wrn").recipe()
+    assert recipe.steps == len(used) == 156_200
+    np.testing.assert_allclose(recipe.lr_per_step(), used, rtol=1e-9, atol=1e-15)

@@ -18,7 +18,7 @@ import numpy as np
 from momentum_convert.conventions import Family
 from momentum_convert.conversion import Conversion, Verdict
 from momentum_convert.errors import ConventionError
-from momentum_convert.exporters.runs import to_runs
+from momentum_convert.runs import runs
 
 
 def keras3_config(conversion: Conversion) -> dict[str, Any]:
@@ -49,18 +49,18 @@ def keras3_config(conversion: Conversion) -> dict[str, Any]:
             f" (from {float(conversion.momentum[0]):g} to up to {float(momentum.max()):g});"
             " export to PyTorch instead."
         )
-    runs = to_runs(conversion.lr)
+    lr_runs = runs(conversion.lr)
     learning_rate: Any
-    if len(runs) == 1:
-        learning_rate = runs[0][0]
+    if len(lr_runs) == 1:
+        learning_rate = lr_runs[0].values[0]
     else:
-        ends = np.cumsum([count for _, count in runs])[:-1] - 1
         learning_rate = {
             "module": "keras.optimizers.schedules",
             "class_name": "PiecewiseConstantDecay",
             "config": {
-                "boundaries": [int(b) for b in ends],
-                "values": [value for value, _ in runs],
+                # Step ``last`` (1-based) is iteration ``last - 1``, the last with this value.
+                "boundaries": [run.last - 1 for run in lr_runs[:-1]],
+                "values": [run.values[0] for run in lr_runs],
                 "name": "PiecewiseConstant",
             },
             "registered_name": None,

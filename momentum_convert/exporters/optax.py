@@ -13,7 +13,8 @@ from __future__ import annotations
 from momentum_convert.conventions import resolve
 from momentum_convert.conversion import Conversion, Verdict
 from momentum_convert.errors import ConventionError
-from momentum_convert.exporters.runs import format_runs, to_runs
+from momentum_convert.runs import runs
+from momentum_convert.schedule_base import FloatArray
 
 _TEMPLATE = '''"""optax.sgd reproducing the {source} recipe (verdict: {verdict}).
 
@@ -24,6 +25,7 @@ import jax.numpy as jnp
 import optax
 
 # (value, number of steps): the values used at counts 0, 1, ... ({steps} steps).
+# Exact in float64: run with jax.config.update("jax_enable_x64", True).
 LR_RUNS = {lr_runs}
 MOMENTUM_RUNS = {momentum_runs}
 
@@ -69,13 +71,21 @@ def export_optax(conversion: Conversion) -> str:
         )
     hp = conversion.hyperparameters
     notes = "".join(f"\n\nNote: {note}" for note in conversion.notes)
+    notes = notes.replace("\\", "\\\\").replace('"""', "'''")
     return _TEMPLATE.format(
         source=conversion.source.name,
         verdict=conversion.verdict.value,
         notes=notes,
         steps=int(conversion.lr.size),
-        lr_runs=format_runs(to_runs(conversion.lr)),
-        momentum_runs=format_runs(to_runs(conversion.momentum)),
+        lr_runs=_runs_literal(conversion.lr),
+        momentum_runs=_runs_literal(conversion.momentum),
         nesterov=bool(hp.get("nesterov", False)),
         weight_decay=float(hp.get("weight_decay", 0.0) or 0.0),
     )
+
+
+def _runs_literal(values: FloatArray) -> str:
+    pairs = [f"({run.values[0]!r}, {run.last - run.first + 1})" for run in runs(values)]
+    if len(pairs) <= 3:
+        return "[" + ", ".join(pairs) + "]"
+    return "[\n" + "".join(f"    {pair},\n" for pair in pairs) + "]"

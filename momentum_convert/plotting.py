@@ -71,7 +71,7 @@ def draw_per_step(axes: Sequence[Axes], series: Sequence[PerStepSeries]) -> None
     lr_ax, momentum_ax, effective_ax = axes
     for one in series:
         steps = np.arange(1, len(one.lr) + 1)
-        lr_ax.plot(steps, one.lr, one.linestyle, label=one.label, drawstyle="steps-post")
+        (line,) = lr_ax.plot(steps, one.lr, one.linestyle, label=one.label, drawstyle="steps-post")
         momentum_ax.plot(
             steps, one.momentum, one.linestyle, label=one.label, drawstyle="steps-post"
         )
@@ -84,9 +84,15 @@ def draw_per_step(axes: Sequence[Axes], series: Sequence[PerStepSeries]) -> None
                 steps[unsettled],
                 np.full(unsettled.size, np.nanmax(one.effective_step, initial=0.0)),
                 "v",
+                color=line.get_color(),
                 markersize=4,
                 label=f"{one.label}: μ ≥ 1 (no steady state)",
             )
+    positive = [np.asarray(one.lr)[np.asarray(one.lr) > 0] for one in series]
+    if all(p.size for p in positive):
+        low = min(float(p.min()) for p in positive)
+        if max(float(p.max()) for p in positive) > 20 * low:
+            lr_ax.set_yscale("log")  # decays over decades: equal ratios, equal heights
     lr_ax.set_ylabel("learning rate η")
     momentum_ax.set_ylabel("momentum μ")
     effective_ax.set_ylabel("effective step η/(1-μ)")

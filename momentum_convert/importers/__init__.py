@@ -28,8 +28,13 @@ KINDS: dict[str, str] = {
 __all__ = ["KINDS", "ImportedRecipe", "load"]
 
 
-def load(kind: str, path: str | Path, steps: int | None = None) -> ImportedRecipe:
+def load(
+    kind: str, path: str | Path, steps: int | None = None, steps_per_epoch: int | None = None
+) -> ImportedRecipe:
     """Read ``path`` as a ``kind`` file (a key of :data:`KINDS`) into a recipe.
+
+    ``steps`` overrides the length the file implies; ``steps_per_epoch`` turns an argument
+    file's ``epochs`` into steps (Caffe and Keras count iterations and ignore it).
 
     Raises:
         RecipeError: an unknown kind, or a file the importer refuses (the message names
@@ -41,5 +46,5 @@ def load(kind: str, path: str | Path, steps: int | None = None) -> ImportedRecip
     if kind == "keras":
         return keras.load(path, steps=steps)
     if kind in args.KINDS:
-        return args.load(path, kind, steps=steps)
+        return args.load(path, kind, steps=steps, steps_per_epoch=steps_per_epoch)
     raise RecipeError(f"unknown import kind {kind!r}; expected one of {', '.join(KINDS)}.")

@@ -23,6 +23,9 @@ call's keyword arguments, with the framework's own names:
   momentum, dampening, nesterov``; ``dampening`` defaults to ``momentum`` as in
   ``sgd.lua``, and ``learningRateDecay`` gives ``lr / (1 + nevals · decay)`` with
   ``nevals`` counted from 0.
+
+Every kind also accepts ``epochs`` (our key): with ``--steps-per-epoch`` it sets how many
+steps the recipe covers.
 """
 
 from __future__ import annotations
@@ -160,6 +163,7 @@ class FrameworkArgs:
     nesterov: bool = False
     weight_decay: float = 0.0
     ignored: tuple[str, ...] = ()
+    epochs: float | None = None
 
 
 def _schedule_object(value: dict[str, Any], kind: str, source: str) -> tuple[float, Schedule]:
@@ -260,10 +264,28 @@ def parse_args(obj: Any, kind: str, source: str = "args") -> FrameworkArgs:
         known = {"learning_rate", "momentum", "nesterov", "accumulator_dtype", "weight_decay"}
         nesterov = fields.boolean(obj.get("nesterov", False), "nesterov", source)
         weight_decay = fields.non_negative(obj.get("weight_decay", 0.0), "weight_decay", source)
-    ignored = tuple(key for key in obj if key not in known)
+    ignored = tuple(key for key in obj if key not in known | {"epochs"})
     return FrameworkArgs(
-        kind, learning_rate, schedule, momentum, 0.0, nesterov, weight_decay, ignored
+        kind,
+        learning_rate,
+        schedule,
+        momentum,
+        0.0,
+        nesterov,
+        weight_decay,
+        ignored,
+        _epochs(obj, source),
     )
+
+
+def _epochs(obj: dict[str, Any], source: str) -> float | None:
+    """``epochs`` (our key, not the optimizer's): how long the recipe trains, in epochs."""
+    if obj.get("epochs") is None:
+        return None
+    epochs = fields.number(obj["epochs"], "epochs", source)
+    if epochs <= 0:
+        raise RecipeError(f"{source}: epochs must be > 0, got {obj['epochs']!r}.")
+    return epochs
 
 
 def _torch7(obj: dict[str, Any], source: str) -> FrameworkArgs:
@@ -289,9 +311,17 @@ def _torch7(obj: dict[str, Any], source: str) -> FrameworkArgs:
         )
     schedule: Schedule = schedules.InverseTime(decay=decay) if decay else Constant()
     weight_decay = fields.non_negative(obj.get("weightDecay", 0.0), "weightDecay", source)
-    ignored = tuple(key for key in obj if key not in known)
+    ignored = tuple(key for key in obj if key not in known | {"epochs"})
     return FrameworkArgs(
-        "torch7", learning_rate, schedule, momentum, dampening, nesterov, weight_decay, ignored
+        "torch7",
+        learning_rate,
+        schedule,
+        momentum,
+        dampening,
+        nesterov,
+        weight_decay,
+        ignored,
+        _epochs(obj, source),
     )
 
 
@@ -342,8 +372,10 @@ def read_mapping(path: Path) -> Any:
             ) from None
 
 
-def load(path: str | Path, kind: str, steps: int | None = None) -> ImportedRecipe:
+def load(
+    path: str | Path, kind: str, steps: int | None = None, steps_per_epoch: int | None = None
+) -> ImportedRecipe:
     """Read a JSON or YAML file of ``kind`` arguments and map it to a recipe."""
     path = Path(path)
     args = parse_args(read_mapping(path), kind, path.name)
-    return to_recipe(args, steps=steps, source=path.name)
+    return to_recipe(args, steps=steps, source=path.name, steps_per_epoch=steps_per_epoch)

@@ -276,11 +276,7 @@ def to_recipe(
         lr_schedule=solver.policy(),
         steps=steps,
     )
-    notes = [
-        "Caffe multiplies the learning rate and weight decay of each parameter by the"
-        " lr_mult / decay_mult of its layer (in the net prototxt): apply the conversion per"
-        " parameter group."
-    ]
+    notes: list[str] = []
     if solver.iter_size > 1:
         notes.append(
             f"iter_size {solver.iter_size}: Caffe accumulates {solver.iter_size} batches per"

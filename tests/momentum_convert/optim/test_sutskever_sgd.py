@@ -1,0 +1,220 @@
+"""SutskeverSGD against the float64 Form S reference, on every path, dtype and device."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from momentum_convert.optim import SutskeverSGD
+from tests.momentum_convert.optim.reference import (
+    form_s,
+    make_problem,
+    max_relative_error,
+    param_groups,
+    params_of,
+    run,
+)
+
+PATHS = {
+    "single_tensor": {"foreach": False, "fused": False},
+    "multi_tensor": {"foreach": True},
+    "fused": {"fused": True},
+}
+
+
+def sutskever_sgd(problem, path: str = "fused", dtype: torch.dtype = torch.float64, **kw):
+    return SutskeverSGD(
+        param_groups(problem, dtype),
+        lr=0.01,
+        momentum=0.9,
+        dampening=problem.dampening,
+        weight_decay=problem.weight_decay,
+        nesterov=problem.nesterov,
+        maximize=problem.maximize,
+        **PATHS[path],
+        **kw,
+    )
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    nesterov=st.booleans(),
+    damped=st.booleans(),
+    n_groups=st.integers(1, 3),
+    weight_decay=st.sampled_from([0.0, 1e-4, 0.01]),
+    path=st.sampled_from(sorted(PATHS)),
+)
+def test_matches_form_s_under_random_lr_and_momentum_changes(
+    seed: int, nesterov: bool, damped: bool, n_groups: int, weight_decay: float, path: str
+) -> None:
+    dampening = 0.3 if damped and not nesterov else 0.0
+    problem = make_problem(
+        seed, steps=300, n_groups=n_groups, nesterov=nesterov, dampening=dampening,
+        weight_decay=weight_decay,
+    )  # fmt: skip
+    actual = run(sutskever_sgd(problem, path), problem)
+    assert max_relative_error(actual, form_s(problem)) < 1e-10
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_zero_learning_rates_keep_moving_by_the_velocity_like_form_s(
+    nesterov: bool, path: str
+) -> None:
+    # Warmup from exactly 0 for 4 steps, then lr = 0 every 9th step: Form S coasts there.
+    problem = make_problem(5, steps=200, nesterov=nesterov, zero_lr_every=9, zero_lr_start=4)
+    actual = run(sutskever_sgd(problem, path), problem)
+    expected = form_s(problem)
+    assert max_relative_error(actual, expected) < 1e-10
+
+
+def test_maximize_matches_form_s_on_the_negated_gradient() -> None:
+    problem = make_problem(11, steps=200, maximize=True, weight_decay=0.01)
+    actual = run(sutskever_sgd(problem, "fused"), problem)
+    assert max_relative_error(actual, form_s(problem)) < 1e-10
+
+
+def test_a_naive_port_with_torch_sgd_does_not_match_form_s() -> None:
+    """Guards the tests above: the two families really differ on these problems."""
+    problem = make_problem(3, steps=300)
+    naive = torch.optim.SGD(param_groups(problem), lr=0.01, weight_decay=problem.weight_decay)
+    assert max_relative_error(run(naive, problem), form_s(problem)) > 1e-3
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_implementation_paths_agree_with_each_other(nesterov: bool) -> None:
+    problem = make_problem(21, steps=200, n_groups=3, nesterov=nesterov, zero_lr_every=13)
+    results = {path: run(sutskever_sgd(problem, path), problem) for path in PATHS}
+    reference = results.pop("single_tensor")
+    for path, result in results.items():
+        assert max_relative_error(result, reference) < 1e-12, path
+
+
+@pytest.mark.parametrize(
+    ("dtype", "tolerance"),
+    [(torch.float32, 1e-4), (torch.bfloat16, 0.1), (torch.float16, 0.02)],
+)
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_low_precision_dtypes_follow_the_float64_trajectory(
+    dtype: torch.dtype, tolerance: float, path: str
+) -> None:
+    problem = make_problem(8, steps=40, nesterov=True)
+    optimizer = sutskever_sgd(problem, path, dtype)
+    actual = run(optimizer, problem)
+    assert all(p.dtype == dtype for group in optimizer.param_groups for p in group["params"])
+    assert all(s["momentum_buffer"].dtype == dtype for s in optimizer.state.values())
+    assert max_relative_error(actual, form_s(problem)) < tolerance
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_state_dict_saved_mid_run_then_loaded_continues_the_same_run(path: str) -> None:
+    # lr = 0 at step 120 (just before the checkpoint) leaves buffer_lr != lr in the state.
+    problem = make_problem(13, steps=240, n_groups=2, zero_lr_every=120)
+    uninterrupted = run(sutskever_sgd(problem, path), problem)
+
+    first = sutskever_sgd(problem, path)
+    run(first, problem, stop=121)
+    checkpoint = copy.deepcopy(first.state_dict())
+    weights = params_of(first)
+    resumed = sutskever_sgd(problem, path)
+    with torch.no_grad():
+        for group, saved in zip(resumed.param_groups, weights, strict=True):
+            for p, w in zip(group["params"], saved, strict=True):
+                p.copy_(torch.from_numpy(w))
+    resumed.load_state_dict(checkpoint)
+    assert max_relative_error(run(resumed, problem, start=121), uninterrupted) == 0.0
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_grad_scaler_step_equals_the_unscaled_step_and_skips_overflow(path: str) -> None:
+    problem = make_problem(17, steps=30, weight_decay=0.01)
+    expected = run(sutskever_sgd(problem, path, torch.float32), problem)
+
+    optimizer = sutskever_sgd(problem, path, torch.float32)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12, growth_interval=1000)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    curvature = [c for group in problem.curvature for c in group]
+    for step in range(problem.steps):
+        for g, group in enumerate(optimizer.param_groups):
+            group["lr"] = float(problem.lrs[step, g])
+            group["momentum"] = float(problem.momenta[step, g])
+        optimizer.zero_grad()
+        # The objective whose gradient is a·θ + 0.1·sin θ, scaled by GradScaler.
+        loss = sum(
+            (0.5 * torch.tensor(c, dtype=p.dtype) * p**2 - 0.1 * torch.cos(p)).sum()
+            for p, c in zip(params, curvature, strict=True)
+        )
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    assert max_relative_error(params_of(optimizer), expected) < 1e-5
+
+    before = [p.detach().clone() for p in params]
+    buffers = [s["momentum_buffer"].clone() for s in optimizer.state.values()]
+    optimizer.zero_grad()
+    (scaler.scale(params[0].sum()) * float("inf")).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    assert all(torch.equal(a, b) for a, b in zip(before, params, strict=True))
+    assert all(
+        torch.equal(a, s["momentum_buffer"])
+        for a, s in zip(buffers, optimizer.state.values(), strict=True)
+    )
+    assert scaler.get_scale() == 2.0**11
+
+
+def test_default_implementation_is_the_fused_kernel_on_cpu() -> None:
+    optimizer = SutskeverSGD([torch.nn.Parameter(torch.zeros(3))], lr=0.1, momentum=0.9)
+    assert optimizer.param_groups[0]["fused"] is True
+    assert optimizer.param_groups[0]["foreach"] is False
+
+
+def test_one_cycle_lr_momentum_cycling_is_followed_like_form_s() -> None:
+    problem = make_problem(2, steps=120, n_groups=1, nesterov=True)
+    optimizer = sutskever_sgd(problem, "fused")
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=120)
+    used_lr, used_momentum = [], []
+    group = optimizer.param_groups[0]
+    for _ in range(problem.steps):
+        used_lr.append(group["lr"])
+        used_momentum.append(group["momentum"])
+        for p, c in zip(group["params"], problem.curvature[0], strict=True):
+            p.grad = torch.from_numpy(c * p.detach().numpy() + 0.1 * np.sin(p.detach().numpy()))
+        optimizer.step()
+        scheduler.step()
+    assert len(set(used_momentum)) > 50  # OneCycleLR really cycled the momentum
+    problem.lrs = np.array(used_lr)[:, None]
+    problem.momenta = np.array(used_momentum)[:, None]
+    assert max_relative_error(params_of(optimizer), form_s(problem)) < 1e-10
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_cuda_matches_form_s(path: str) -> None:
+    problem = make_problem(4, steps=150, n_groups=2, nesterov=True, zero_lr_every=11)
+    groups = param_groups(problem)
+    for group in groups:
+        group["params"] = [torch.nn.Parameter(p.detach().cuda()) for p in group["params"]]
+    optimizer = SutskeverSGD(groups, lr=0.01, momentum=0.9, weight_decay=problem.weight_decay,
+                             nesterov=True, **PATHS[path])  # fmt: skip
+    for step in range(problem.steps):
+        for g, group in enumerate(optimizer.param_groups):
+            group["lr"] = float(problem.lrs[step, g])
+            group["momentum"] = float(problem.momenta[step, g])
+            for i, p in enumerate(group["params"]):
+                theta = p.detach().cpu().numpy()
+                grad = problem.curvature[g][i] * theta + 0.1 * np.sin(theta)
+                p.grad = torch.from_numpy(grad).cuda()
+        optimizer.step()
+    assert max_relative_error(params_of_cpu(optimizer), form_s(problem)) < 1e-10
+
+
+def params_of_cpu(optimizer: torch.optim.Optimizer) -> list[list[np.ndarray]]:
+    return [[p.detach().cpu().numpy() for p in g["params"]] for g in optimizer.param_groups]

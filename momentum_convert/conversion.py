@@ -277,6 +277,7 @@ def _classical(
         if tau < 1 and not (lazy_buffer(src) and stale_buffer_steps(mu).any()):
             k = buffer_gain(src, tau, mu)
             momentum = effective_momentum(src, mu).copy()
+            momentum[0] = mu[0]
             momentum[1:] = momentum[1:] * k[:-1] / k[1:]
             out = _Target(eta * k, momentum)
             if tau != 0:
@@ -299,6 +300,7 @@ def _classical(
         k = buffer_gain(src, tau, mu)
         mu_eff = effective_momentum(src, mu)
         a = mu_eff.copy()
+        a[0] = mu[0]  # the momentum of step 1 multiplies a zero state: show the source's
         a[1:] = mu_eff[1:] * _ratio(eta[1:], eta[:-1])
         c = eta * k
         hidden = (eta[:-1] == 0) & (eta[1:] != 0) & (mu_eff[1:] != 0) & alive(mu_eff, k)[:-1]

@@ -45,7 +45,7 @@ def test_plot_writes_a_png_of_the_recipe_and_its_conversion(tmp_path: Path) -> N
 
 
 def test_drawn_converted_momentum_matches_the_worked_example(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     drawn: list[list[PerStepSeries]] = []
 

@@ -38,6 +38,15 @@ from sweeps.tasks import Task, TaskSetup
 #: The metrics reported after every epoch (``val_accuracy`` only for classification).
 METRICS = ("train_loss", "val_loss", "val_accuracy", "lr", "momentum")
 
+#: Written instead of a momentum of exactly 0 in a run that uses momentum at other steps.
+#: Both optimizers skip their momentum state entirely at a step whose momentum is 0
+#: (torch's SGD neither updates nor creates its buffer), while the update rules need
+#: ``b_t = 0·b_{t-1} + g_t`` (or ``v_t = -η_t g_t``) to carry into later steps. Converted
+#: runs have such steps (the first step of a P -> S conversion, a step after a zero lr).
+#: With the smallest positive double the product ``μ b`` underflows to (or below) the last
+#: bit of ``g``, so the step is the exact rule and the state is kept.
+STATE_KEEPING_MOMENTUM = 5e-324
+
 
 @dataclass(frozen=True)
 class EpochResult:
@@ -77,10 +86,15 @@ class RunOutcome:
 def build_optimizer(
     planned_run: PlannedRun, parameters: Iterable[torch.nn.Parameter]
 ) -> torch.optim.Optimizer:
-    """The run's optimizer, built with the values of its first step."""
+    """The run's optimizer, built with its first learning rate and first non-zero momentum.
+
+    The training loop overwrites ``lr`` and ``momentum`` before every step; the values here
+    only pass the constructors' checks (Nesterov needs a momentum > 0).
+    """
+    nonzero = planned_run.momentum[planned_run.momentum != 0]
     kwargs: dict[str, Any] = {
         "lr": float(planned_run.lr[0]),
-        "momentum": float(planned_run.momentum[0]),
+        "momentum": float(nonzero[0]) if nonzero.size else 0.0,
         "dampening": planned_run.dampening,
         "weight_decay": planned_run.weight_decay,
         "nesterov": planned_run.nesterov,
@@ -170,6 +184,10 @@ def train_run(
     worst = math.inf if direction == "minimize" else -math.inf
     lrs = planned_run.lr.tolist()
     momenta = planned_run.momentum.tolist()
+    if any(momenta):
+        momenta_used = [m if m != 0 else STATE_KEEPING_MOMENTUM for m in momenta]
+    else:
+        momenta_used = momenta
 
     torch.manual_seed(planned_run.seed)
     model = setup.model
@@ -191,7 +209,7 @@ def train_run(
             for inputs, targets in setup.train_loader:
                 if step >= needed:
                     break
-                lr, momentum = lrs[step], momenta[step]
+                lr, momentum = lrs[step], momenta_used[step]
                 for group in groups:
                     group["lr"] = lr
                     group["momentum"] = momentum

@@ -291,7 +291,7 @@ def natural_steps(schedule: KerasSchedule) -> int | None:
     """The steps a schedule itself spans (its decay horizon), or ``None`` for open-ended ones."""
     name = schedule.class_name
     if name == "PiecewiseConstantDecay":
-        return int(schedule["boundaries"][-1]) + 1
+        return int(schedule["boundaries"][-1]) + 2  # the last value is used from s = b[-1] + 1
     if name == "CosineDecay":
         return math.ceil(schedule["decay_steps"] + schedule["warmup_steps"])
     if name == "PolynomialDecay" and not schedule["cycle"]:

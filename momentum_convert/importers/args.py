@@ -326,10 +326,19 @@ def _torch7(obj: dict[str, Any], source: str) -> FrameworkArgs:
 
 
 def to_recipe(
-    args: FrameworkArgs, steps: int | None = None, source: str = "args"
+    args: FrameworkArgs,
+    steps: int | None = None,
+    source: str = "args",
+    steps_per_epoch: int | None = None,
 ) -> ImportedRecipe:
-    """Map framework arguments to a recipe in that framework's convention."""
+    """Map framework arguments to a recipe in that framework's convention.
+
+    ``steps`` defaults to the file's ``epochs`` times ``steps_per_epoch`` when both are
+    known, else 1000 (with a note).
+    """
     notes: list[str] = []
+    if steps is None and args.epochs is not None and steps_per_epoch is not None:
+        steps = math.ceil(args.epochs * steps_per_epoch)
     if steps is None:
         steps = 1000
         notes.append("the arguments do not say how long training runs: 1000 steps shown;"

@@ -1,0 +1,131 @@
+"""``momentum-convert import``: realistic files convert; broken ones exit 2 naming the field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from momentum_convert.cli import cli
+from momentum_convert.cli_recipes import commands
+
+DATA = Path(__file__).resolve().parents[2] / "data" / "recipes"
+
+for _command in commands:  # until momentum_convert.cli lists cli_recipes in _COMMAND_MODULES
+    if _command.name not in cli.commands:
+        cli.add_command(_command)
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(argv))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [
+        ("caffe", "caffe_resnet_cifar_solver.prototxt"),
+        ("caffe", "caffe_googlenet_quick_nesterov.prototxt"),
+        ("keras", "keras3_sgd_cosine_warmup.json"),
+        ("keras", "keras2_sgd_exponential.yaml"),
+        ("tf1", "tf1_momentum_piecewise.json"),
+        ("optax", "optax_sgd_piecewise.yaml"),
+        ("torch7", "torch7_sgd.yaml"),
+    ],
+)
+def test_realistic_files_import_with_the_convert_json_contract(kind: str, name: str) -> None:
+    code, out, err = run("import", kind, str(DATA / name), "--to", "pytorch", "--format", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    for key in ("exact", "verdict", "notes", "hyperparameters", "per_step", "steps"):
+        assert key in data
+    assert data["to"] == "pytorch"
+    assert data["imported"]["kind"] == kind
+    assert len(data["per_step"]["lr"]) == data["steps"]
+
+
+def test_caffe_import_table_shows_the_momentum_spike_at_the_cut() -> None:
+    code, out, _ = run(
+        "import", "caffe", str(DATA / "caffe_resnet_cifar_solver.prototxt"), "--to", "pytorch"
+    )
+    assert code == 0
+    assert "exact" in out
+    assert "step 32001" in out
+    assert "my_cluster_tag" in out
+
+
+def test_python_format_writes_pytorch_code_that_compiles() -> None:
+    code, out, _ = run(
+        "import", "caffe", str(DATA / "caffe_alexnet_solver.prototxt"), "--to", "pytorch",
+        "--format", "python",
+    )  # fmt: skip
+    assert code == 0
+    compile(out, "exported.py", "exec")
+    assert "torch.optim.SGD" in out
+
+
+def test_keras_format_writes_a_keras3_config() -> None:
+    code, out, _ = run(
+        "import", "caffe", str(DATA / "caffe_resnet_cifar_solver.prototxt"), "--to", "keras3",
+        "--format", "keras",
+    )  # fmt: skip
+    assert code == 0
+    config = json.loads(out)
+    assert config["class_name"] == "SGD"
+    assert config["config"]["learning_rate"]["config"]["boundaries"] == [31999, 47999]
+
+
+def test_keras_format_refuses_a_per_step_momentum_with_exit_2() -> None:
+    code, _, err = run(
+        "import", "caffe", str(DATA / "caffe_resnet_cifar_solver.prototxt"), "--to", "pytorch",
+        "--format", "keras",
+    )  # fmt: skip
+    assert code == 2
+    assert "keras" in err
+
+
+BROKEN = [
+    ("caffe", "solver.prototxt", 'lr_policy: "fixed"\nmomentum: 0.9\nmax_iter: 10\n', "base_lr"),
+    ("caffe", "solver.prototxt", 'base_lr: 0.1\nlr_policy: "stepp"\nmax_iter: 10\n', "lr_policy"),
+    ("caffe", "solver.prototxt", 'base_lr: 0.1\nlr_policy: "fixed"\nmomentum: 1.5\n', "momentum"),
+    ("caffe", "solver.prototxt", 'base_lr: 0.1\nlr_policy: "fixed"\nmomentum: high\n', "momentum"),
+    ("keras", "sgd.json", '{"class_name": "SGD", "config": {"momentum": 0.9}}', "learning_rate"),
+    ("keras", "sgd.json", '{"learning_rate": 0.1, "momentum": 1.01}', "momentum"),
+    ("keras", "sgd.json", '{"learning_rate": "0.1x", "momentum": 0.9}', "learning_rate"),
+    ("tf1", "args.yaml", "momentum: 0.9\n", "learning_rate"),
+    ("optax", "args.json", '{"learning_rate": 0.1, "momentum": -1}', "momentum"),
+    ("torch7", "args.json", '{"learningRate": "fast"}', "learningRate"),
+]
+
+
+@pytest.mark.parametrize(("kind", "name", "text", "field"), BROKEN)
+def test_broken_file_exits_2_with_the_field_named(
+    tmp_path: Path, kind: str, name: str, text: str, field: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    code, out, err = run("import", kind, str(path), "--to", "pytorch", "--steps", "10")
+    assert code == 2
+    assert field in err
+    assert "Traceback" not in err
+    assert out == ""
+
+
+def test_missing_file_and_bad_steps_exit_2(tmp_path: Path) -> None:
+    code, _, err = run("import", "caffe", str(tmp_path / "none.prototxt"), "--to", "pytorch")
+    assert code == 2
+    assert "none.prototxt" in err
+    code, _, err = run(
+        "import", "caffe", str(DATA / "caffe_alexnet_solver.prototxt"), "--to", "pytorch",
+        "--steps", "0",
+    )  # fmt: skip
+    assert code == 2
+    assert "--steps" in err
+
+
+def test_unknown_target_convention_exits_2() -> None:
+    code, _, err = run("import", "caffe", str(DATA / "caffe_alexnet_solver.prototxt"), "--to", "x")
+    assert code == 2
+    assert "'x'" in err

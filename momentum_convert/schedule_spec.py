@@ -374,9 +374,8 @@ def read_schedule_file(path: str | Path) -> PerStep:
         raise ScheduleSpecError(
             f"cannot read schedule file {source}: {exc.strerror or exc}."
         ) from None
-    values = _json_values(source, text) if text.lstrip().startswith("[") else None
-    if values is None:
-        values = _csv_values(source, text)
+    is_json = Path(path).suffix.lower() == ".json" or text.lstrip().startswith(("[", "{"))
+    values = _json_values(source, text) if is_json else _csv_values(source, text)
     if not values:
         raise ScheduleSpecError(f"{source} holds no values; give at least one number.")
     return PerStep(tuple(values), source)

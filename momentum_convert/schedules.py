@@ -134,7 +134,9 @@ def _boundaries(kind: str, name: str, value: Iterable[object]) -> tuple[int, ...
             f"{kind} {name} must be a list of whole numbers, got {value!r}."
         ) from None
     if not items:
-        raise ScheduleSpecError(f"{kind} {name} is empty; give at least one step, such as 30/60/90.")
+        raise ScheduleSpecError(
+            f"{kind} {name} is empty; give at least one step, such as 30/60/90."
+        )
     numbers = tuple(_whole(kind, f"{name} entry", item, 0) for item in items)
     for earlier, later in itertools.pairwise(numbers):
         if later < earlier:
@@ -782,7 +784,8 @@ class PerEpoch:
 
     The value at step index ``i`` is ``schedule``'s value at index ``floor(i / every)``:
     a torch scheduler stepped once per epoch of ``every`` batches. Written ``every=N`` in
-    a SPEC (``multistep:milestones=30/60/90,every=391``).
+    a SPEC (``multistep:milestones=30/60/90,every=391``). Nested units multiply:
+    ``PerEpoch(PerEpoch(s, a), b) == PerEpoch(s, a * b)``.
     """
 
     schedule: Schedule
@@ -792,6 +795,10 @@ class PerEpoch:
         _set(self, "every", _whole("every", "", self.every, 1))
         if not isinstance(self.schedule, Schedule):
             raise ScheduleSpecError(f"every needs a schedule, got {self.schedule!r}.")
+        if isinstance(self.schedule, PerEpoch):
+            # Epochs of epochs: floor(floor(i / a) / b) = floor(i / (a * b)).
+            _set(self, "every", self.every * self.schedule.every)
+            _set(self, "schedule", self.schedule.schedule)
 
     @property
     def absolute(self) -> bool:
@@ -800,7 +807,7 @@ class PerEpoch:
     def values(self, base: float, steps: int) -> FloatArray:
         steps = _steps("every", steps)
         epochs = -(-steps // self.every)
-        return np.repeat(self.schedule.values(base, epochs), self.every)[:steps]
+        return self.schedule.values(base, epochs)[np.arange(steps) // self.every]
 
     def describe(self) -> str:
         head, plus, tail = self.schedule.describe().partition("+")

@@ -366,15 +366,20 @@ def conclusion(data: ReportData) -> tuple[str, ...]:
                 else f"is ahead, but the difference is within seed noise{p_text}"
             )
             lr_ratio = b.lr / a.lr if a.lr > 0 else math.nan
+            moved = (
+                f" The same configuration (trial {a.trial}: lr {_fmt(a.lr)}, momentum"
+                f" {_fmt(a.momentum)}) is best for both."
+                if a.trial == b.trial
+                else f" The best lr moves ×{_fmt(lr_ratio)} ({_fmt(a.lr)} → {_fmt(b.lr)}),"
+                f" the momentum {_fmt(a.momentum)} → {_fmt(b.momentum)}, the effective step"
+                f" lr/(1-μ) {_fmt(a.effective_lr)} → {_fmt(b.effective_lr)}."
+            )
             lines.append(
                 f"{name}: best {data.objective} {_estimate_text(a.estimate)} with"
                 f" {OPTIMIZER_NAMES.get(a.optimizer, a.optimizer)} vs"
                 f" {_estimate_text(b.estimate)} with"
                 f" {OPTIMIZER_NAMES.get(b.optimizer, b.optimizer)} ({better} is better):"
-                f" {OPTIMIZER_NAMES.get(winner.optimizer, winner.optimizer)} {verdict}. The best"
-                f" lr moves ×{_fmt(lr_ratio)} ({_fmt(a.lr)} → {_fmt(b.lr)}),"
-                f" the momentum {_fmt(a.momentum)} → {_fmt(b.momentum)}, the effective step"
-                f" lr/(1-μ) {_fmt(a.effective_lr)} → {_fmt(b.effective_lr)}."
+                f" {OPTIMIZER_NAMES.get(winner.optimizer, winner.optimizer)} {verdict}." + moved
             )
         elif best:
             (only,) = best.values()

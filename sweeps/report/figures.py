@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.colors import Normalize
-from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from momentum_convert.plotting import PerStepSeries, draw_per_step, save_figure
 from sweeps.report.data import (
@@ -161,12 +161,20 @@ def draw_learning_curves(
     """The objective per epoch of the bests and of the transfers of the best."""
     figure, ax = plt.subplots(figsize=(8, 4.4), layout="constrained")
     shown: list[tuple[str, Configuration]] = [
-        (f"{_label(o)} best (trial {c.trial})", c)
+        (f"{_label(o)} best (trial {c.trial}{', its naive runs' if c.role == 'naive' else ''})", c)
         for o, c in sorted(family.comparison.best.items())
     ]
     for transfer in family.transfers:
         for kind, run in (("naive", transfer.naive), ("converted", transfer.converted)):
-            if run is not None and run.role != "source":
+            already = (
+                any(
+                    (c.optimizer, c.role, c.trial) == (run.optimizer, run.role, run.trial)
+                    for _, c in shown
+                )
+                if run is not None
+                else True
+            )
+            if run is not None and run.role != "source" and not already:
                 shown.append(
                     (
                         f"{_label(transfer.origin.optimizer)} best → {kind} in"
@@ -194,6 +202,9 @@ def draw_learning_curves(
     ax.set_ylabel(data.objective)
     if data.objective.endswith("loss"):
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
     ax.set_title(f"{family.schedule_family}: learning curves (thick: mean over seeds)")

@@ -590,18 +590,18 @@ def _coupled_entries(
     return {dst.weight_decay_key: target_value}
 
 
-def _typical(values: FloatArray) -> float:
-    """The value used at the most steps (the one to write in a config file)."""
+def _typical(values: FloatArray, base: float) -> float:
+    """The momentum to write in a config file: the recipe's own where the target uses it."""
+    if np.any(values == base):
+        return float(base)
     finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return float("nan")
-    unique, counts = np.unique(finite, return_counts=True)
-    return float(unique[np.argmax(counts)])
+    return float(finite[0]) if finite.size else float("nan")
 
 
 def _hyperparameters(
-    dst: Convention, out: _Target, nesterov: bool, weight_decay: dict[str, Any]
+    dst: Convention, out: _Target, recipe: Recipe, weight_decay: dict[str, Any]
 ) -> dict[str, Any]:
+    nesterov = recipe.nesterov
     hp: dict[str, Any] = {}
     if dst.name == "caffe":
         hp["type"] = "Nesterov" if nesterov else "SGD"
@@ -612,7 +612,7 @@ def _hyperparameters(
             "lasagne": ("nesterov_momentum", "momentum"),
         }[dst.name][0 if nesterov else 1]
     hp[dst.lr_name] = float(out.lr[0])
-    hp[dst.momentum_name] = _typical(out.momentum)
+    hp[dst.momentum_name] = _typical(out.momentum, recipe.momentum)
     if dst.supports_dampening:
         hp[dst.dampening_name or "dampening"] = out.dampening
     if dst.nesterov_name in ("nesterov", "use_nesterov"):
@@ -753,7 +753,7 @@ def convert(recipe: Recipe, to: str | Convention) -> Conversion:
         notes=tuple(out.notes),
         lr=out.lr,
         momentum=out.momentum,
-        hyperparameters=_hyperparameters(dst, out, recipe.nesterov, wd_entries),
+        hyperparameters=_hyperparameters(dst, out, recipe, wd_entries),
         state=_state_mapping(src, dst, eta, mu, recipe.dampening, out),
         target_rule=rule,
         state_scale=out.state_scale,

@@ -126,18 +126,19 @@ def recipe_list(output: str) -> None:
         return
     from momentum_convert.cli import _console
 
-    table = Table(title="Published recipes", title_justify="left", show_lines=True)
-    for column in ("name", "recipe", "convention", "batch", "epochs", "lr schedule"):
-        table.add_column(column, overflow="fold")
+    table = Table(title="Published recipes", title_justify="left")
+    for column in ("name", "recipe", "convention", "lr", "momentum", "batch", "epochs"):
+        table.add_column(column)
     for entry in catalog.ENTRIES.values():
         epochs = "—" if entry.epochs is None else f"{entry.epochs:.4g}"
         table.add_row(
             entry.name,
             entry.title,
             entry.convention,
+            f"{entry.lr:g}",
+            f"{entry.momentum:g}",
             str(entry.batch_size),
             epochs,
-            entry.schedule,
         )
     _console().print(table)
 

@@ -6,6 +6,7 @@ test), never computed by the catalog's own builders.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -179,3 +180,66 @@ def test_sgdr_matches_the_sgdr_wrns_script_batch_by_batch() -> None:
     recipe = catalog.get("sgdr_wrn").recipe()
     assert recipe.steps == len(used) == 156_200
     np.testing.assert_allclose(recipe.lr_per_step(), used, rtol=1e-9, atol=1e-15)
+
+
+# ---- the recipe command ----------------------------------------------------------------
+
+
+def invoke(*argv: str) -> tuple[int, str, str]:
+    from click.testing import CliRunner
+
+    from momentum_convert.cli import cli
+    from momentum_convert.cli_recipes import commands
+
+    for command in commands:  # until momentum_convert.cli lists cli_recipes
+        if command.name not in cli.commands:
+            cli.add_command(command)
+    result = CliRunner().invoke(cli, list(argv))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_recipe_list_shows_every_entry() -> None:
+    code, out, _ = invoke("recipe", "list")
+    assert code == 0
+    for name in catalog.ENTRIES:
+        assert name in out
+    code, out, _ = invoke("recipe", "list", "--format", "json")
+    assert [item["name"] for item in json.loads(out)] == list(catalog.ENTRIES)
+
+
+def test_recipe_show_prints_source_and_exact_conversion() -> None:
+    code, out, _ = invoke("recipe", "show", "resnet_cifar10", "--to", "pytorch")
+    assert code == 0
+    assert "He, Zhang, Ren & Sun (2016)" in out
+    assert "Uncertain:" in out
+    assert "step 32001" in out
+
+
+def test_recipe_show_json_carries_the_convert_contract_and_the_entry() -> None:
+    code, out, _ = invoke(
+        "recipe", "show", "wide_resnet_cifar", "--to", "sutskever", "--steps-per-epoch", "10",
+        "--format", "json",
+    )  # fmt: skip
+    assert code == 0
+    data = json.loads(out)
+    assert data["recipe"]["name"] == "wide_resnet_cifar"
+    assert data["steps"] == 2000
+    assert data["verdict"] == "exact-with-state-rescaling"  # Nesterov across the cuts
+    assert data["per_step"]["lr"][590] == pytest.approx(0.02)
+
+
+def test_recipe_show_python_is_runnable_pytorch_code() -> None:
+    code, out, _ = invoke("recipe", "show", "goyal2017", "--to", "pytorch", "--format", "python")
+    assert code == 0
+    compile(out, "goyal2017.py", "exec")
+
+
+def test_recipe_show_unknown_name_and_bad_steps_per_epoch_exit_2() -> None:
+    code, _, err = invoke("recipe", "show", "vgg", "--to", "pytorch")
+    assert code == 2
+    assert "unknown recipe 'vgg'" in err
+    code, _, err = invoke(
+        "recipe", "show", "goyal2017", "--to", "pytorch", "--steps-per-epoch", "0"
+    )
+    assert code == 2
+    assert "--steps-per-epoch" in err

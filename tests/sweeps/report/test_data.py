@@ -151,3 +151,29 @@ def test_conclusion_names_the_flagged_conversion() -> None:
         ]
     data = build_report_data(pd.DataFrame(rows), sweep="s")
     assert any("does NOT reproduce the source" in line for line in data.conclusion)
+
+
+def test_pairing_off_compares_both_sources_and_has_no_transfer() -> None:
+    trials = pd.DataFrame(
+        [
+            run(0, "source", "pytorch", 0, 0.40),
+            run(0, "source", "pytorch", 1, 0.42),
+            run(1, "source", "sutskever", 0, 0.30),
+            run(1, "source", "sutskever", 1, 0.31),
+        ]
+    )
+    family = build_report_data(trials, sweep="s").families[0]
+    assert {o: c.trial for o, c in family.comparison.best.items()} == {
+        "pytorch": 0,
+        "sutskever": 1,
+    }
+    assert family.transfers == ()
+
+
+def test_a_sweep_without_finished_runs_says_so() -> None:
+    trials = pd.DataFrame([run(0, "source", "pytorch", 0, math.nan, state="RUNNING")])
+    data = build_report_data(trials, sweep="s")
+    assert data.families == ()
+    assert data.counts == {"RUNNING": 1}
+    assert summary_frame(data).empty
+    assert "nothing to compare" in data.conclusion[0]

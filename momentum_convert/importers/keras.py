@@ -306,7 +306,9 @@ def to_recipe(
 
     ``keras3`` is chosen when the config is Keras 3's, or sets ``weight_decay`` (decoupled in
     Keras 3 and in ``tf.keras`` 2.11+); otherwise ``keras`` (Keras 2, no weight decay in the
-    optimizer). ``steps`` defaults to the schedule's own horizon, else 1000.
+    optimizer). ``steps`` defaults to the schedule's own horizon, else 1000. Decoupled
+    weight decay has no exact coupled equivalent when μ > 0: :func:`~momentum_convert.
+    conversion.convert` gives such a recipe the verdict ``approximate`` and says why.
     """
     notes: list[str] = []
     if steps is None:
@@ -317,12 +319,6 @@ def to_recipe(
                          " give --steps.")  # fmt: skip
     weight_decay = config.weight_decay or 0.0
     decoupled = config.keras3 or weight_decay > 0
-    if weight_decay > 0 and config.momentum > 0:
-        notes.append(
-            f"weight_decay {weight_decay:g} is decoupled in Keras (w ← w(1 - η λ) before the"
-            " momentum update): with momentum > 0 no coupled weight decay is equivalent, so a"
-            " conversion to PyTorch weight_decay is approximate."
-        )
     if config.clipping:
         notes.append(f"gradient clipping ({', '.join(config.clipping)}) is not converted.")
     if config.ignored:

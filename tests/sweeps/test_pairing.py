@@ -8,6 +8,8 @@ numbers in the other optimizer) must not when the schedule changes the learning 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
@@ -17,6 +19,15 @@ from sweeps.search_space import Configuration
 from sweeps.spec import SweepSpec, parse_spec
 from sweeps.tasks import get_task
 from sweeps.training import RunOutcome, train_run
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """These models are tiny: one intra-op thread is fastest, and fair to a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def make_spec(

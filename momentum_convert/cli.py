@@ -135,7 +135,7 @@ def convert_command(
         data = conversion.to_json()
         if difference is not None:
             data["verification"] = difference
-        click.echo(json.dumps(data))
+        click.echo(json.dumps(data, ensure_ascii=False))
     elif output == "python":
         from momentum_convert.snippets import pytorch_snippet
 

@@ -258,6 +258,22 @@ def _first(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
+def _lr_change_note(eta: FloatArray, momentum: FloatArray, target: str, rule: str) -> str:
+    changed = eta[1:] != eta[:-1]
+    example = ""
+    finite = changed & (eta[:-1] != 0) & (eta[1:] != 0)
+    if finite.any():
+        t = _first(finite) + 2
+        example = (
+            f" (first at step {t}: lr {eta[t - 2]:g} -> {eta[t - 1]:g}, momentum"
+            f" {momentum[t - 1]:g})"
+        )
+    return (
+        f"The lr changes at {int(changed.sum())} step(s), so {target} uses momentum {rule} there"
+        f"{example}; a naive port would carry the velocity across the change at the wrong scale."
+    )
+
+
 def _classical(
     src: Convention, dst: Convention, eta: FloatArray, mu: FloatArray, tau: float
 ) -> _Target:
@@ -343,13 +359,7 @@ def _classical(
                 " over unchanged."
             )
         elif lr_changes:
-            changes = int(np.count_nonzero(eta[1:] != eta[:-1]))
-            t = _first(eta[1:] != eta[:-1]) + 2
-            out.notes.append(
-                f"The lr changes at {changes} step(s) (first at step {t}: {eta[t - 2]:g} ->"
-                f" {eta[t - 1]:g}), so {dst.name} uses momentum μ·η_t/η_(t-1) there"
-                f" ({a[t - 1]:g} at step {t}); a naive port would keep the velocity of the old lr."
-            )
+            out.notes.append(_lr_change_note(eta, a, dst.name, "μ·η_t/η_(t-1)"))
         else:
             out.notes.append("The lr is constant, so both families give the same iterates.")
         big = a[1:] > 1
@@ -386,14 +396,7 @@ def _classical(
                 " need is infinite."
             )
         if lr_changes:
-            changes = int(np.count_nonzero(eta[1:] != eta[:-1]))
-            t = _first(eta[1:] != eta[:-1]) + 2
-            out.notes.append(
-                f"The lr changes at {changes} step(s) (first at step {t}: {eta[t - 2]:g} ->"
-                f" {eta[t - 1]:g}), so {dst.name} uses momentum μ·η_(t-1)/η_t there"
-                f" ({momentum[t - 1]:g} at step {t}); a naive port would keep the velocity of the"
-                " wrong lr."
-            )
+            out.notes.append(_lr_change_note(eta, momentum, dst.name, "μ·η_(t-1)/η_t"))
         else:
             out.notes.append("The lr is constant, so both families give the same iterates.")
     if impossible_note:

@@ -41,14 +41,7 @@ def keras3_config(conversion: Conversion) -> dict[str, Any]:
             "this conversion needs the velocity rescaled before some steps (state_scale), which"
             " Keras' SGD cannot do; export to PyTorch instead."
         )
-    momentum = np.unique(conversion.momentum)
-    if momentum.size > 1:
-        changes = int(np.count_nonzero(np.diff(conversion.momentum))) + 1
-        raise ConventionError(
-            f"Keras' SGD takes one momentum, but this conversion changes it {changes} times"
-            f" (from {float(conversion.momentum[0]):g} to up to {float(momentum.max()):g});"
-            " export to PyTorch instead."
-        )
+    momentum = _one_momentum(conversion)
     lr_runs = runs(conversion.lr)
     learning_rate: Any
     if len(lr_runs) == 1:
@@ -82,7 +75,7 @@ def keras3_config(conversion: Conversion) -> dict[str, Any]:
             "ema_overwrite_frequency": None,
             "loss_scale_factor": None,
             "gradient_accumulation_steps": None,
-            "momentum": float(momentum[0]),
+            "momentum": momentum,
             "nesterov": bool(hp.get("nesterov", False)),
         },
         "registered_name": None,
@@ -92,3 +85,21 @@ def keras3_config(conversion: Conversion) -> dict[str, Any]:
 def export_keras3(conversion: Conversion) -> str:
     """:func:`keras3_config` as indented JSON."""
     return json.dumps(keras3_config(conversion), indent=2) + "\n"
+
+
+def _one_momentum(conversion: Conversion) -> float:
+    """The single momentum Keras needs, allowing float round-off (1e-12 relative) between steps.
+
+    Raises:
+        ConventionError: the momentum really changes from step to step.
+    """
+    momentum = np.asarray(conversion.momentum, dtype=np.float64)
+    typical = float(conversion.hyperparameters.get("momentum", momentum[0]))
+    spread = float(np.max(np.abs(momentum - typical))) if momentum.size else 0.0
+    if spread > 1e-12 * max(abs(typical), 1e-300):
+        far = momentum[np.abs(momentum - typical) > 1e-12 * abs(typical)]
+        raise ConventionError(
+            f"Keras' SGD takes one momentum, but this conversion uses {far.size} other values"
+            f" besides {typical:g} (up to {float(np.max(far)):g}); export to PyTorch instead."
+        )
+    return typical

@@ -329,3 +329,19 @@ def test_naive_port_of_a_caffe_step_decay_misses_the_caffe_trajectory(tmp_path: 
     )
     got = run_exported_pytorch(export_pytorch(convert(naive, "pytorch")), problem, steps)
     assert relative(expected, got) > 1e-3
+
+
+def test_keras_export_allows_round_off_in_the_momentum_but_not_a_real_change() -> None:
+    def recipe(second: float) -> Recipe:
+        return Recipe(
+            convention="keras3",
+            lr=0.1,
+            momentum=0.9,
+            momentum_schedule=PerStep.of([0.9, second, 0.9]),
+            steps=3,
+        )
+
+    config = json.loads(export_keras3(convert(recipe(0.9 * (1 + 1e-15)), "keras3")))
+    assert config["config"]["momentum"] == 0.9
+    with pytest.raises(ConventionError, match=r"1 other values besides 0.9 \(up to 0.95\)"):
+        export_keras3(convert(recipe(0.95), "keras3"))

@@ -343,11 +343,6 @@ def to_recipe(
         steps = 1000
         notes.append("the arguments do not say how long training runs: 1000 steps shown;"
                      " give --steps.")  # fmt: skip
-    if args.kind == "torch7" and args.dampening and args.momentum:
-        notes.append(
-            f"Torch7 dampening defaults to the momentum ({args.dampening:g}): the buffer is"
-            " an average of gradients, not a sum; set dampening: 0 for PyTorch's default."
-        )
     if args.ignored:
         notes.append(
             f"ignored arguments that {args.kind} SGD does not take: {', '.join(args.ignored)}."

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -37,13 +37,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+    from momentum_convert.conversion import Conversion
     from momentum_convert.recipe import Recipe
-
-
-class _ConversionLike(Protocol):
-    lr: FloatArray
-    momentum: FloatArray
-    verdict: str
 
 
 @dataclass(frozen=True)
@@ -104,7 +99,7 @@ def draw_per_step(axes: Sequence[Axes], series: Sequence[PerStepSeries]) -> None
 
 
 def conversion_series(
-    recipe: Recipe, conversion: _ConversionLike, source: str, target: str
+    recipe: Recipe, conversion: Conversion, source: str, target: str
 ) -> list[PerStepSeries]:
     """The recipe as written (``source``) and its exact conversion (``target``)."""
     return [
@@ -123,7 +118,7 @@ def conversion_series(
 
 
 def plot_conversion(
-    recipe: Recipe, conversion: _ConversionLike, source: str, target: str, *, title: str = ""
+    recipe: Recipe, conversion: Conversion, source: str, target: str, *, title: str = ""
 ) -> Figure:
     """A three-panel figure of the recipe and its conversion (see the module docstring)."""
     figure, axes = plt.subplots(3, 1, sharex=True, figsize=(8, 8), layout="constrained")

@@ -36,9 +36,11 @@ REPORT_FILES = ("report.html", "report.md", "summary.csv")
 
 def _objective(spec: dict[str, Any]) -> tuple[str, Direction]:
     objective = str(spec.get("objective") or "val_loss")
-    direction = spec.get("direction")
-    if direction not in ("minimize", "maximize"):
-        direction = "maximize" if objective.endswith("accuracy") else "minimize"
+    direction: Direction = "maximize" if objective.endswith("accuracy") else "minimize"
+    if spec.get("direction") == "maximize":
+        direction = "maximize"
+    elif spec.get("direction") == "minimize":
+        direction = "minimize"
     return objective, direction
 
 

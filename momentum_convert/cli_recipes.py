@@ -89,7 +89,8 @@ def import_command(
     _positive("--steps-per-epoch", steps_per_epoch)
     if not file.is_file():
         raise RecipeError(
-            f"{file} does not exist or is not a file; give the path of a {kind} file."
+            f"{file} is not a file (missing, or a directory or device);"
+            f" give the path of a {kind} file."
         )
     imported = importers.load(kind, file, steps=steps, steps_per_epoch=steps_per_epoch)
     conversion = _with_notes(convert(imported.recipe, target), imported.notes)

@@ -45,7 +45,8 @@ class Family(StrEnum):
 class FirstStep(StrEnum):
     """How the buffer is initialised on step 1."""
 
-    #: PyTorch and Torch7: ``b_1 = ĝ_1`` (dampening is not applied on step 1).
+    #: PyTorch and Torch7: ``b_1 = ĝ_1`` (dampening is not applied on step 1). Their buffer
+    #: is lazy: created as ``ĝ`` at the first step with ``μ ≠ 0``, skipped at steps with ``μ = 0``.
     GRADIENT = "b_1 = g_1"
     #: Everyone else: the buffer starts at zero, so step 1 is ``μ·0 + (1-τ) ĝ_1``.
     ZERO = "zero"

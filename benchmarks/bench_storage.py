@@ -205,6 +205,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         sqlite_url = f"sqlite:///{Path(directory) / 'bench.db'}"
         lines += bench_read(sqlite_url, "SQLite", args.trials, args.optuna_trials)
+        print("\n".join(lines), flush=True)
+        lines = []
     if not args.skip_postgres:
         admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:
@@ -213,13 +215,12 @@ def main() -> None:
         bench_url = sa.make_url(POSTGRES_URL).set(database="ms_bench")
         url = bench_url.render_as_string(hide_password=False)
         try:
-            lines += bench_read(url, "PostgreSQL", args.trials, args.optuna_trials)
-            lines += ["", *bench_write(url)]
+            print("\n".join(bench_read(url, "PostgreSQL", args.trials, args.optuna_trials)))
+            print("\n".join(["", *bench_write(url)]), flush=True)
         finally:
             with admin.connect() as connection:
                 connection.exec_driver_sql("DROP DATABASE IF EXISTS ms_bench WITH (FORCE)")
             admin.dispose()
-    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -366,7 +366,7 @@ def read_mapping(path: Path) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        import yaml
+        import yaml  # type: ignore[import-untyped]
 
         try:
             return yaml.safe_load(text)

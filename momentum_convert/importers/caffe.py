@@ -17,6 +17,7 @@ Reading happens in two steps: :func:`parse_solver` turns text into a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,17 +88,23 @@ class CaffeSolver:
         Those classes evaluate Caffe's formula at index ``i`` = Caffe's ``iter``, the
         0-based iteration of the update, which is the step indexing of this solver.
         """
-        return {
+        gamma, power = _given(self.gamma), _given(self.power)
+        stepsize, max_iter = int(_given(self.stepsize)), int(_given(self.max_iter))
+        build: dict[str, Callable[[], Schedule]] = {
             "fixed": lambda: schedules.CaffeFixed(),
-            "step": lambda: schedules.CaffeStep(gamma=self.gamma, stepsize=self.stepsize),
-            "exp": lambda: schedules.CaffeExp(gamma=self.gamma),
-            "inv": lambda: schedules.CaffeInv(gamma=self.gamma, power=self.power),
-            "multistep": lambda: schedules.CaffeMultiStep(
-                gamma=self.gamma, stepvalue=self.stepvalue
-            ),
-            "poly": lambda: schedules.CaffePoly(power=self.power, max_iter=self.max_iter),
-            "sigmoid": lambda: schedules.CaffeSigmoid(gamma=self.gamma, stepsize=self.stepsize),
-        }[self.lr_policy]()
+            "step": lambda: schedules.CaffeStep(gamma=gamma, stepsize=stepsize),
+            "exp": lambda: schedules.CaffeExp(gamma=gamma),
+            "inv": lambda: schedules.CaffeInv(gamma=gamma, power=power),
+            "multistep": lambda: schedules.CaffeMultiStep(gamma=gamma, stepvalue=self.stepvalue),
+            "poly": lambda: schedules.CaffePoly(power=power, max_iter=max_iter),
+            "sigmoid": lambda: schedules.CaffeSigmoid(gamma=gamma, stepsize=stepsize),
+        }
+        return build[self.lr_policy]()
+
+
+def _given(value: float | None) -> float:
+    """A policy parameter (``parse_solver`` has checked that the policy's own are present)."""
+    return 0.0 if value is None else value
 
 
 def _scalar(message: Message, name: str, source: str) -> Scalar | None:

@@ -346,7 +346,7 @@ def load(path: str | Path, steps: int | None = None) -> ImportedRecipe:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
-        import yaml
+        import yaml  # type: ignore[import-untyped]
 
         try:
             obj = yaml.safe_load(text)

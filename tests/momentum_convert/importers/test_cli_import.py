@@ -94,9 +94,23 @@ BROKEN = [
     ("keras", "sgd.json", '{"class_name": "SGD", "config": {"momentum": 0.9}}', "learning_rate"),
     ("keras", "sgd.json", '{"learning_rate": 0.1, "momentum": 1.01}', "momentum"),
     ("keras", "sgd.json", '{"learning_rate": "0.1x", "momentum": 0.9}', "learning_rate"),
+    (
+        "keras",
+        "sgd.json",
+        '{"learning_rate": {"class_name": "ExponentialDecayy", "config": {}}}',
+        "ExponentialDecayy",
+    ),
     ("tf1", "args.yaml", "momentum: 0.9\n", "learning_rate"),
+    ("tf1", "args.yaml", "learning_rate: {schedule: stepp}\n", "stepp"),
+    ("tf1", "args.yaml", "learning_rate: 0.1\nmomentum: 1.5\n", "momentum"),
+    ("tf1", "args.yaml", "learning_rate: abc\n", "learning_rate"),
+    ("optax", "args.json", '{"momentum": 0.9}', "learning_rate"),
+    ("optax", "args.json", '{"learning_rate": {"schedule": "stepp"}}', "stepp"),
     ("optax", "args.json", '{"learning_rate": 0.1, "momentum": -1}', "momentum"),
+    ("optax", "args.json", '{"learning_rate": [0.1]}', "learning_rate"),
     ("torch7", "args.json", '{"learningRate": "fast"}', "learningRate"),
+    ("torch7", "args.json", '{"learningRate": 0.1, "momentum": 1.5}', "momentum"),
+    ("torch7", "args.json", '{"learningRate": 0.1, "weightDecay": -1}', "weightDecay"),
 ]
 
 

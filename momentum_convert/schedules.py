@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from momentum_convert.errors import ScheduleSpecError
 from momentum_convert.schedule_base import Constant, FloatArray, PerStep, Schedule
@@ -189,6 +190,30 @@ def _index(steps: int) -> FloatArray:
     return np.arange(steps, dtype=np.float64)
 
 
+_POWER_BLOCK = 1024
+
+
+def _powers(gamma: float, count: int) -> FloatArray:
+    """``gamma ** i`` for ``i = 0..count-1``, with about ``2 sqrt(count)`` calls to ``pow``.
+
+    ``gamma ** (B q + r) = gamma ** (B q) * gamma ** r``: one rounding more than ``pow``
+    (relative error ~2e-16), and many times faster than a million ``pow`` calls.
+    """
+    if count <= _POWER_BLOCK:
+        return np.power(gamma, _index(count))
+    blocks = -(-count // _POWER_BLOCK)
+    coarse = np.power(gamma, _POWER_BLOCK * _index(blocks))
+    fine = np.power(gamma, _index(_POWER_BLOCK))
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.outer(coarse, fine).ravel()[:count]
+
+
+def _piecewise(levels: FloatArray, starts: npt.ArrayLike, steps: int) -> FloatArray:
+    """``levels[k]`` from index ``starts[k]`` on (``starts[0] == 0``, non-decreasing)."""
+    edges = np.clip(np.append(np.asarray(starts, dtype=np.int64), steps), 0, steps)
+    return np.repeat(levels, np.diff(edges))
+
+
 # --------------------------------------------------------------------------- PyTorch
 @dataclass(frozen=True)
 class Step:
@@ -203,8 +228,10 @@ class Step:
         _set(self, "gamma", _number("step", "gamma", self.gamma, minimum=0))
 
     def values(self, base: float, steps: int) -> FloatArray:
-        decays = np.arange(_steps("step", steps)) // self.step_size
-        return float(base) * np.power(self.gamma, decays.astype(np.float64))
+        steps = _steps("step", steps)
+        count = -(-steps // self.step_size)
+        levels = float(base) * _powers(self.gamma, count)
+        return _piecewise(levels, np.arange(count) * self.step_size, steps)
 
     def describe(self) -> str:
         return _describe("step", self)
@@ -227,9 +254,9 @@ class MultiStep:
         _set(self, "gamma", _number("multistep", "gamma", self.gamma, minimum=0))
 
     def values(self, base: float, steps: int) -> FloatArray:
-        index = np.arange(_steps("multistep", steps))
-        passed = np.searchsorted(np.asarray(self.milestones), index, side="right")
-        return float(base) * np.power(self.gamma, passed.astype(np.float64))
+        # A milestone m decays from index m on; a repeated one decays twice there.
+        levels = float(base) * _powers(self.gamma, len(self.milestones) + 1)
+        return _piecewise(levels, (0, *self.milestones), _steps("multistep", steps))
 
     def describe(self) -> str:
         return _describe("multistep", self)
@@ -246,7 +273,7 @@ class Exponential:
         _set(self, "gamma", _number("exponential", "gamma", self.gamma, minimum=0))
 
     def values(self, base: float, steps: int) -> FloatArray:
-        return float(base) * np.power(self.gamma, _index(_steps("exponential", steps)))
+        return float(base) * _powers(self.gamma, _steps("exponential", steps))
 
     def describe(self) -> str:
         return _describe("exponential", self)
@@ -474,18 +501,23 @@ class OneCycle:
             "max_m": self.max_momentum,
             "base_m": self.base_momentum,
         }
-        index = np.minimum(_index(steps), self.total_steps - 1)
+        # torch's step i goes to the first phase with i <= end_step (the last phase takes the
+        # rest); phases are contiguous runs of i, so each is a slice.
+        index = _index(min(steps, self.total_steps))
         result = np.empty(steps, dtype=np.float64)
-        unassigned = np.ones(steps, dtype=bool)
-        start_step = 0.0
+        start_step, first = 0.0, 0
         phases = self._phases()
         for number, (end_step, start_key, end_key) in enumerate(phases):
-            last = number == len(phases) - 1
-            here = unassigned & ((index <= end_step) | last)
-            pct = (index[here] - start_step) / (end_step - start_step)
-            result[here] = _anneal(levels[start_key], levels[end_key], pct, self.anneal_strategy)
-            unassigned &= ~here
-            start_step = end_step
+            if number == len(phases) - 1:
+                stop = index.size
+            else:
+                stop = max(first, int(np.searchsorted(index, end_step, side="right")))
+            pct = (index[first:stop] - start_step) / (end_step - start_step)
+            result[first:stop] = _anneal(
+                levels[start_key], levels[end_key], pct, self.anneal_strategy
+            )
+            start_step, first = end_step, stop
+        result[index.size :] = result[index.size - 1] if index.size else 0.0
         return result
 
     def describe(self) -> str:
@@ -556,7 +588,7 @@ class Cyclic:
         elif self.mode == "triangular2":
             factor = 1 / (2.0 ** (cycle - 1))
         else:
-            factor = np.power(self.gamma, index)
+            factor = _powers(self.gamma, index.size)
         if self.quantity == "momentum":
             return self.max_momentum - (self.max_momentum - self.base_momentum) * scale * factor
         return self.base_lr + (self.max_lr - self.base_lr) * scale * factor
@@ -618,8 +650,10 @@ class CaffeStep:
         _set(self, "stepsize", _whole("caffe step", "stepsize", self.stepsize, 1))
 
     def values(self, base: float, steps: int) -> FloatArray:
-        current_step = np.arange(_steps("caffe", steps)) // self.stepsize
-        return float(base) * np.power(self.gamma, current_step.astype(np.float64))
+        steps = _steps("caffe", steps)
+        count = -(-steps // self.stepsize)
+        levels = float(base) * _powers(self.gamma, count)
+        return _piecewise(levels, np.arange(count) * self.stepsize, steps)
 
     def describe(self) -> str:
         return _describe("caffe", self, lead={"policy": "step"})
@@ -636,7 +670,7 @@ class CaffeExp:
         _set(self, "gamma", _number("caffe exp", "gamma", self.gamma, minimum=0))
 
     def values(self, base: float, steps: int) -> FloatArray:
-        return float(base) * np.power(self.gamma, _index(_steps("caffe", steps)))
+        return float(base) * _powers(self.gamma, _steps("caffe", steps))
 
     def describe(self) -> str:
         return _describe("caffe", self, lead={"policy": "exp"})
@@ -687,9 +721,8 @@ class CaffeMultiStep:
         return offsets + np.maximum.accumulate(np.asarray(self.stepvalue) - offsets)
 
     def values(self, base: float, steps: int) -> FloatArray:
-        index = np.arange(_steps("caffe", steps))
-        current_step = np.searchsorted(self.decay_iterations(), index, side="right")
-        return float(base) * np.power(self.gamma, current_step.astype(np.float64))
+        levels = float(base) * _powers(self.gamma, len(self.stepvalue) + 1)
+        return _piecewise(levels, (0, *self.decay_iterations()), _steps("caffe", steps))
 
     def describe(self) -> str:
         return _describe("caffe", self, lead={"policy": "multistep"})
@@ -770,8 +803,10 @@ class SutskeverMomentum:
         _set(self, "period", _whole("sutskever", "period", self.period, 1))
 
     def values(self, base: float, steps: int) -> FloatArray:
-        stage = np.arange(_steps("sutskever", steps)) // self.period
-        return np.minimum(1.0 - 1.0 / (2.0 * (stage + 1)), self.mu_max)
+        steps = _steps("sutskever", steps)
+        count = -(-steps // self.period)
+        levels = np.minimum(1.0 - 1.0 / (2.0 * (_index(count) + 1)), self.mu_max)
+        return _piecewise(levels, np.arange(count) * self.period, steps)
 
     def describe(self) -> str:
         return _describe("sutskever", self)
@@ -807,7 +842,8 @@ class PerEpoch:
     def values(self, base: float, steps: int) -> FloatArray:
         steps = _steps("every", steps)
         epochs = -(-steps // self.every)
-        return self.schedule.values(base, epochs)[np.arange(steps) // self.every]
+        per_epoch = self.schedule.values(base, epochs)
+        return _piecewise(per_epoch, np.arange(epochs) * self.every, steps)
 
     def describe(self) -> str:
         head, plus, tail = self.schedule.describe().partition("+")

@@ -125,6 +125,20 @@ def test_exponential_matches_torch_exponentiallr(gamma: float, lr: float) -> Non
     assert_matches(Exponential(gamma).values(lr, 300), expected)
 
 
+def test_long_exponential_and_step_match_torch_past_a_thousand_decays() -> None:
+    expected, _ = torch_trajectory(lambda opt: lr_scheduler.ExponentialLR(opt, 0.9995), 3000)
+    assert_matches(Exponential(0.9995).values(0.1, 3000), expected)
+    expected, _ = torch_trajectory(lambda opt: lr_scheduler.StepLR(opt, 1, 0.999), 3000)
+    assert_matches(Step(1, 0.999).values(0.1, 3000), expected)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 0.9999, 0.999999, 1.0, 1.00001])
+def test_geometric_decay_equals_pow_over_many_steps(gamma: float) -> None:
+    expected = np.asarray([0.3 * gamma**i for i in range(100_000)])
+    np.testing.assert_allclose(Exponential(gamma).values(0.3, 100_000), expected, rtol=1e-14)
+    np.testing.assert_allclose(CaffeExp(gamma).values(0.3, 100_000), expected, rtol=1e-14)
+
+
 @SETTINGS
 @given(t_max=st.integers(1, 60), eta_fraction=st.floats(0.0, 0.9), lr=base_lrs)
 def test_cosine_matches_torch_cosineannealinglr_past_t_max(

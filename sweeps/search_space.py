@@ -283,7 +283,10 @@ def _reject_unknown(table: Mapping[str, Any], accepted: tuple[str, ...], path: s
 def unknown_key_message(key: str, accepted: tuple[str, ...] | list[str], path: str) -> str:
     """``unknown key 'search_space.lrr'; did you mean 'lr'? accepted keys: ...``."""
     where = f"{path}.{key}" if path else key
-    close = difflib.get_close_matches(key, list(accepted), n=1)
+    # A transposition (``lgo``) is the likeliest typo; then the closest spelling.
+    close = [a for a in accepted if sorted(a) == sorted(key)] or difflib.get_close_matches(
+        key, list(accepted), n=1
+    )
     hint = f" did you mean '{close[0]}'?" if close else ""
     return f"unknown key '{where}';{hint} accepted keys: {', '.join(accepted)}."
 

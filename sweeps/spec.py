@@ -132,7 +132,8 @@ def load_spec(path: str | Path, **overrides: Any) -> SweepSpec:
     """Read and validate the spec at ``path``; keyword overrides (``n_trials=5``) win.
 
     The sweep's name defaults to the file's stem. Raises :class:`SpecError` for a missing
-    or unreadable file, malformed TOML or any invalid key.
+    or unreadable file, malformed TOML or any invalid key; the message starts with the
+    file's path.
     """
     path = Path(path)
     try:
@@ -141,7 +142,13 @@ def load_spec(path: str | Path, **overrides: Any) -> SweepSpec:
         raise SpecError(f"the spec file {str(path)!r} does not exist.") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"the spec file {str(path)!r} cannot be read: {exc}.") from None
-    return parse_spec(text, source=str(path), default_name=path.stem, **overrides)
+    try:
+        return parse_spec(text, source=str(path), default_name=path.stem, **overrides)
+    except SpecError as exc:
+        message = str(exc)
+        if message.startswith(str(path)):
+            raise
+        raise SpecError(f"{path}: {message}") from None
 
 
 def parse_spec(
@@ -167,7 +174,7 @@ def spec_from_dict(table: Mapping[str, Any], source: str = "<spec>", **overrides
             table[key] = value
     for key in table:
         if key not in TOP_LEVEL_KEYS:
-            raise SpecError(f"{source}: {unknown_key_message(key, TOP_LEVEL_KEYS, '')}")
+            raise SpecError(unknown_key_message(key, TOP_LEVEL_KEYS, ""))
     return _build(table)
 
 

@@ -346,6 +346,26 @@ def test_missing_file_is_a_usage_error(tmp_path: Path) -> None:
         load_spec(tmp_path / "nope.toml")
 
 
+def test_transposed_key_suggests_its_anagram() -> None:
+    with pytest.raises(SpecError, match=r"'search_space\.lr\.lgo'; did you mean 'log'\?"):
+        parse_spec(_ss("lr = {low = 0.1, high = 1.0, lgo = true}\nmomentum = 0.9\nepochs = 1"))
+
+
+def test_errors_from_a_file_start_with_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(BASE.replace("n_trials = 4", "n_trials = 0"))
+    with pytest.raises(SpecError, match=rf"^{re.escape(str(path))}: n_trials must be >= 1"):
+        load_spec(path)
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parents[2] / "examples").glob("*.toml")), ids=lambda p: p.name
+)
+def test_every_example_spec_is_valid(path: Path) -> None:
+    spec = load_spec(path)
+    assert spec.n_trials is not None
+
+
 def test_unknown_override_is_rejected() -> None:
     with pytest.raises(SpecError, match=r"unknown key 'trials'"):
         parse_spec(BASE, trials=3)

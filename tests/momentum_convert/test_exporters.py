@@ -17,11 +17,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from momentum_convert.conversion import convert
 from momentum_convert.errors import ConventionError
 from momentum_convert.exporters import export_keras3, export_optax, export_pytorch
-from momentum_convert.importers import load
+from momentum_convert.importers import caffe, keras, load
 from momentum_convert.recipe import Recipe
 from momentum_convert.schedule_base import PerStep
 
@@ -345,3 +347,25 @@ def test_keras_export_allows_round_off_in_the_momentum_but_not_a_real_change() -
     assert config["config"]["momentum"] == 0.9
     with pytest.raises(ConventionError, match=r"1 other values besides 0.9 \(up to 0.95\)"):
         export_keras3(convert(recipe(0.95), "keras3"))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    base_lr=st.floats(1e-4, 1.0),
+    gamma=st.sampled_from([0.1, 0.2, 0.5]),
+    stepvalue=st.lists(st.integers(1, 150), min_size=1, max_size=4, unique=True).map(sorted),
+    momentum=st.floats(0.0, 0.99),
+)
+def test_any_caffe_multistep_solver_round_trips_through_a_keras3_config(
+    base_lr: float, gamma: float, stepvalue: list[int], momentum: float
+) -> None:
+    text = "\n".join(
+        [f"base_lr: {base_lr!r}", 'lr_policy: "multistep"', f"gamma: {gamma}"]
+        + [f"stepvalue: {value}" for value in stepvalue]
+        + [f"momentum: {momentum!r}", "max_iter: 160"]
+    )
+    original = caffe.to_recipe(caffe.parse_solver(text)).recipe
+    config = json.loads(export_keras3(convert(original, "keras3")))
+    reimported = keras.to_recipe(keras.parse_config(config), steps=160).recipe
+    np.testing.assert_array_equal(reimported.lr_per_step(), original.lr_per_step())
+    np.testing.assert_array_equal(reimported.momentum_per_step(), original.momentum_per_step())

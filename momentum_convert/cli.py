@@ -13,6 +13,7 @@ after the command shows the traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import math
@@ -96,6 +97,13 @@ def _imposed_momentum(schedule: Schedule) -> Schedule | None:
 @click.option("--momentum-schedule", "momentum_spec", metavar="SPEC", help="Momentum schedule.")
 @click.option("--steps", type=int, default=None, help="Optimizer steps (default: 1000).")
 @click.option(
+    "--gradient-scale",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Factor the source applies to the gradient (Gluon 1/batch_size, Caffe 1/iter_size).",
+)
+@click.option(
     "--format",
     "output",
     type=click.Choice(["table", "json", "python"]),
@@ -116,6 +124,7 @@ def convert_command(
     lr_spec: str | None,
     momentum_spec: str | None,
     steps: int | None,
+    gradient_scale: float,
     output: str,
     verify: bool,
     seed: int,
@@ -129,6 +138,8 @@ def convert_command(
     recipe = _recipe(
         source, lr, momentum, dampening, nesterov, weight_decay, lr_spec, momentum_spec, steps
     )
+    if gradient_scale != 1:
+        recipe = dataclasses.replace(recipe, gradient_scale=gradient_scale)
     conversion = convert(recipe, target)
     difference = _verify(conversion, seed) if verify else None
     if output == "json":

@@ -541,7 +541,7 @@ def _weight_decay(
     recipe: Recipe, src: Convention, dst: Convention, mu: FloatArray, out: _Target
 ) -> tuple[float, float, dict[str, Any]]:
     """The target's (coupled λ, decoupled w, hyperparameter entries)."""
-    value = recipe.weight_decay
+    value = recipe.weight_decay / recipe.gradient_scale
     key = dst.weight_decay_key
     if src.weight_decay_rule is WeightDecayRule.DECOUPLED and value != 0:
         if dst.weight_decay_rule is WeightDecayRule.DECOUPLED:
@@ -625,7 +625,7 @@ def _hyperparameters(
 
 
 def _state_mapping(
-    src: Convention, dst: Convention, eta: FloatArray, mu: FloatArray, tau: float, out: _Target
+    src: Convention, dst: Convention, eta: FloatArray, gradient_scale: float, out: _Target
 ) -> StateMapping:
     """``target state = scale · source state`` through the displacement ``d_t = η_t b_t = -v_t``."""
     to_d: FloatArray | float
@@ -646,12 +646,9 @@ def _state_mapping(
         from_d = -np.ones(n)
         formula = "v'_t = " + (d_expr[1:] if d_expr.startswith("-") else f"-{d_expr}")
     scale = from_d * to_d
-    if src.family is Family.PYTORCH and dst.family is Family.PYTORCH:
-        if np.array_equal(out.lr, eta):
-            scale, formula = np.ones(n), "b'_t = b_t"
-        else:
-            scale = 1.0 / buffer_gain(src, tau, mu)
-            formula = "b'_t = b_t / k_t (k_t = 1 - τ; PyTorch's k_1 = 1)"
+    if src.family is Family.PYTORCH and dst.family is Family.PYTORCH and out.copied:
+        scale = np.full(n, 1.0 / gradient_scale)
+        formula = "b'_t = b_t" if gradient_scale == 1 else f"b'_t = b_t / {gradient_scale:g}"
     return StateMapping(src.state_name, dst.state_name, formula, np.asarray(scale, dtype=float))
 
 
@@ -685,12 +682,12 @@ def _framework_notes(
             " MXNet lr_mult/wd_mult, PyTorch param groups) convert each group with its own"
             " learning rates; a constant multiplier leaves the momentum map unchanged."
         )
-    if {"caffe", "mxnet"} & {src.name, dst.name}:
+    if {"caffe", "mxnet"} & {src.name, dst.name} and recipe.gradient_scale == 1:
         notes.append(
             "Gradient scale: Caffe divides the gradient by iter_size and MXNet Gluon's Trainer by"
             " the batch size (rescale_grad) inside the optimizer; these values assume both sides"
-            " see the same gradient, otherwise multiply the lr by that factor and divide the"
-            " weight decay by it."
+            " see the same gradient, otherwise give that factor as the gradient scale"
+            " (--gradient-scale)."
         )
     return notes
 
@@ -714,12 +711,22 @@ def convert(recipe: Recipe, to: str | Convention) -> Conversion:
     eta = recipe.lr_per_step()
     mu = recipe.momentum_per_step()
     _check_source(recipe, src, eta, mu)
+    # A source that scales the gradient by s runs lr η on s·g + λθ = s·(g + (λ/s)·θ): the
+    # target takes lr s·η and weight decay λ/s (decoupled: w/s, since θ(1 - η w) = θ(1 - sη·w/s)).
+    scale = recipe.gradient_scale
+    scaled_eta = eta * scale if scale != 1 else eta
     if recipe.nesterov:
-        out = _nesterov(src, dst, eta, mu)
+        out = _nesterov(src, dst, scaled_eta, mu)
     else:
-        out = _classical(src, dst, eta, mu, recipe.dampening)
+        out = _classical(src, dst, scaled_eta, mu, recipe.dampening)
         _fit_lazy_buffer(dst, out)
     coupled, decoupled, wd_entries = _weight_decay(recipe, src, dst, mu, out)
+    if scale != 1:
+        out.notes.append(
+            f"{src.name} multiplies the gradient by {scale:g} inside the optimizer"
+            " (gradient_scale); the target computes the plain gradient, so its learning rates"
+            f" are the source's times {scale:g} and its weight decay the source's divided by it."
+        )
     out.notes.extend(_framework_notes(recipe, src, dst, eta, mu))
     if recipe.nesterov and np.any(out.momentum > dst.momentum_max):
         if out.impossible is None:
@@ -757,7 +764,7 @@ def convert(recipe: Recipe, to: str | Convention) -> Conversion:
         lr=out.lr,
         momentum=out.momentum,
         hyperparameters=_hyperparameters(dst, out, recipe, wd_entries),
-        state=_state_mapping(src, dst, eta, mu, recipe.dampening, out),
+        state=_state_mapping(src, dst, eta, recipe.gradient_scale, out),
         target_rule=rule,
         state_scale=out.state_scale,
         impossible_steps=impossible_steps,

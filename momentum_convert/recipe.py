@@ -39,6 +39,9 @@ class Recipe:
         lr_schedule: the learning rate per step (relative to ``lr`` unless absolute).
         momentum_schedule: the momentum per step (relative to ``momentum`` unless absolute).
         steps: how many optimizer steps the recipe covers (``t = 1..steps``).
+        gradient_scale: the factor the source optimizer applies to the gradient before weight
+            decay and momentum (MXNet/Gluon ``rescale_grad``, e.g. ``1/batch_size``; Caffe
+            ``1/iter_size``), relative to the gradient the target will compute. 1 by default.
     """
 
     convention: str
@@ -50,6 +53,7 @@ class Recipe:
     lr_schedule: Schedule = field(default_factory=Constant)
     momentum_schedule: Schedule = field(default_factory=Constant)
     steps: int = 1000
+    gradient_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.lr is None:
@@ -71,6 +75,8 @@ class Recipe:
             raise RecipeError(
                 f"Nesterov momentum requires dampening 0, got dampening={self.dampening!r}."
             )
+        if _finite("gradient_scale", self.gradient_scale) <= 0:
+            raise RecipeError(f"gradient scale must be > 0, got {self.gradient_scale!r}.")
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise RecipeError(f"steps must be a whole number >= 1, got {self.steps!r}.")
 

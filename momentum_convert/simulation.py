@@ -39,6 +39,8 @@ class UpdateRule:
         decoupled_weight_decay: Keras 3's ``w`` in ``θ ← θ(1 - η_t w)`` before the update.
         state_scale: factor applied to the optimizer state before step ``t`` (state
             rescaling, Goyal et al. 2017's momentum correction); ``None`` for none.
+        gradient_scale: the factor the optimizer applies to the gradient before weight decay
+            (Gluon ``rescale_grad``, Caffe ``1/iter_size``).
     """
 
     convention: Convention
@@ -49,6 +51,7 @@ class UpdateRule:
     coupled_weight_decay: float = 0.0
     decoupled_weight_decay: float = 0.0
     state_scale: FloatArray | None = field(default=None)
+    gradient_scale: float = 1.0
 
     @classmethod
     def from_recipe(cls, recipe: Recipe) -> UpdateRule:
@@ -65,6 +68,7 @@ class UpdateRule:
             if decoupled
             else convention.coupled_weight_decay(recipe.weight_decay),
             decoupled_weight_decay=recipe.weight_decay if decoupled else 0.0,
+            gradient_scale=recipe.gradient_scale,
         )
 
 
@@ -112,7 +116,7 @@ def simulate(rule: UpdateRule, problem: NoisyQuadratic) -> FloatArray:
         eta, mu = rule.lr[t - 1], rule.momentum[t - 1]
         if rule.state_scale is not None:
             state = rule.state_scale[t - 1] * state
-        g = problem.gradient(theta, t) + rule.coupled_weight_decay * theta
+        g = rule.gradient_scale * problem.gradient(theta, t) + rule.coupled_weight_decay * theta
         if rule.decoupled_weight_decay:
             theta = theta * (1.0 - eta * rule.decoupled_weight_decay)
         if lr_outside and lazy and mu == 0:
@@ -173,4 +177,5 @@ def _head(rule: UpdateRule, n: int) -> UpdateRule:
         coupled_weight_decay=rule.coupled_weight_decay,
         decoupled_weight_decay=rule.decoupled_weight_decay,
         state_scale=None if rule.state_scale is None else rule.state_scale[:n],
+        gradient_scale=rule.gradient_scale,
     )

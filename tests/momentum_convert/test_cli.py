@@ -134,6 +134,16 @@ def test_onecycle_schedule_brings_its_momentum_cycle() -> None:
     assert momentum[0] == pytest.approx(0.95)
 
 
+def test_gradient_scale_option_scales_the_target_lr_and_weight_decay() -> None:
+    result = run(
+        *CAFFE_STEP, "--weight-decay", "0.0005", "--gradient-scale", "0.5", "--format", "json"
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["per_step"]["lr"][0] == pytest.approx(0.005)
+    assert data["hyperparameters"]["weight_decay"] == pytest.approx(0.001)
+
+
 def test_torch7_without_dampening_uses_its_default_of_momentum() -> None:
     result = run(
         "convert",
@@ -269,6 +279,21 @@ def test_conventions_table_and_json() -> None:
                 "file:/nonexistent/lrs.json",
             ],
             "/nonexistent/lrs.json",
+        ),
+        (
+            [
+                "--from",
+                "caffe",
+                "--to",
+                "pytorch",
+                "--lr",
+                "0.1",
+                "--momentum",
+                "0.9",
+                "--gradient-scale",
+                "0",
+            ],
+            "gradient scale must be > 0",
         ),
         (
             [

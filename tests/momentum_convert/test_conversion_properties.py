@@ -57,6 +57,7 @@ class Settings:
     weight_decay: float = 0.0
     l2_regularizer: float = 0.0  # Keras 3: a keras.regularizers.L2(l) on every weight
     state_scale: Array | None = None
+    gradient_scale: float = 1.0  # Gluon rescale_grad, Caffe 1/iter_size
 
 
 # ---- reference rules, one per framework -----------------------------------------------
@@ -69,7 +70,7 @@ def run_torch(s: Settings, q: Quadratic) -> Array:
         lr, mom = s.lr[t - 1], s.momentum[t - 1]
         if buf is not None and s.state_scale is not None:
             buf = buf * s.state_scale[t - 1]
-        grad = q.grad(theta, t)
+        grad = s.gradient_scale * q.grad(theta, t)
         if s.weight_decay != 0:
             grad = grad + s.weight_decay * theta
         if mom != 0:
@@ -88,7 +89,7 @@ def run_zero_init_outside(s: Settings, q: Quadratic) -> Array:
         lr, mom = s.lr[t - 1], s.momentum[t - 1]
         if s.state_scale is not None:
             accum = accum * s.state_scale[t - 1]
-        grad = q.grad(theta, t) + s.weight_decay * theta
+        grad = s.gradient_scale * q.grad(theta, t) + s.weight_decay * theta
         accum = mom * accum + grad
         theta = theta - lr * (grad + mom * accum if s.nesterov else accum)
         out.append(theta)
@@ -106,7 +107,7 @@ def run_velocity(factor: float) -> Callable[[Settings, Quadratic], Array]:
             lr, mom = s.lr[t - 1], s.momentum[t - 1]
             if s.state_scale is not None:
                 v = v * s.state_scale[t - 1]
-            grad = q.grad(theta, t) + factor * s.weight_decay * theta
+            grad = s.gradient_scale * q.grad(theta, t) + factor * s.weight_decay * theta
             v = mom * v - lr * grad
             theta = theta + (mom * v - lr * grad if s.nesterov else v)
             out.append(theta)
@@ -122,7 +123,7 @@ def run_keras3(s: Settings, q: Quadratic) -> Array:
         lr, mom = s.lr[t - 1], s.momentum[t - 1]
         if s.state_scale is not None:
             m = m * s.state_scale[t - 1]
-        grad = q.grad(theta, t) + 2 * s.l2_regularizer * theta
+        grad = s.gradient_scale * q.grad(theta, t) + 2 * s.l2_regularizer * theta
         theta = theta - theta * s.weight_decay * lr
         m = m * mom - grad * lr
         theta = theta + (m * mom - grad * lr if s.nesterov else m)
@@ -138,7 +139,7 @@ def run_history(s: Settings, q: Quadratic) -> Array:
         lr, mom = s.lr[t - 1], s.momentum[t - 1]
         if s.state_scale is not None:
             h = h * s.state_scale[t - 1]
-        grad = q.grad(theta, t) + s.weight_decay * theta
+        grad = s.gradient_scale * q.grad(theta, t) + s.weight_decay * theta
         h_prev = h
         h = mom * h + lr * grad
         theta = theta - ((1 + mom) * h - mom * h_prev if s.nesterov else h)
@@ -155,7 +156,7 @@ def run_chainer(s: Settings, q: Quadratic) -> Array:
         lr, mom = s.lr[t - 1], s.momentum[t - 1]
         if s.state_scale is not None:
             v = v * s.state_scale[t - 1]
-        grad = q.grad(theta, t) + s.weight_decay * theta
+        grad = s.gradient_scale * q.grad(theta, t) + s.weight_decay * theta
         v = v * mom - lr * grad
         theta = theta + mom * mom * v - (1 + mom) * lr * grad
         out.append(theta)
@@ -187,6 +188,7 @@ def source_settings(recipe: Recipe) -> Settings:
         dampening=recipe.dampening,
         nesterov=recipe.nesterov,
         weight_decay=recipe.weight_decay,
+        gradient_scale=recipe.gradient_scale,
     )
 
 
@@ -258,7 +260,7 @@ def recipes(draw: st.DrawFn, convention: str) -> Recipe:
     if convention in ("pytorch", "torch7") and not nesterov and draw(st.booleans()):
         dampening = draw(st.sampled_from([0.1, 0.5, 0.9, mu]))
     weight_decay = draw(st.sampled_from([0.0, 0.0, 1e-3, 0.05]))
-    kwargs = {}
+    kwargs: dict[str, object] = {"gradient_scale": draw(st.sampled_from([1.0, 1.0, 1.0, 0.125]))}
     if momentum_schedule is not None:
         kwargs["momentum_schedule"] = PerStep.of(momentum_schedule)
     return Recipe(

@@ -139,6 +139,17 @@ def test_6_gradient_scale_of_caffe_and_gluon_is_named(source: str, target: str) 
     assert "rescale_grad" in joined(conversion.notes)
 
 
+@pytest.mark.parametrize("target", ["pytorch", "keras", "tf1"])
+def test_6_a_gluon_or_iter_size_gradient_scale_converts_exactly(target: str) -> None:
+    lr = [0.4] * 4 + [0.04] * 4
+    recipe = per_step("mxnet", lr, momentum=0.9, weight_decay=1e-3, gradient_scale=0.25)
+    conversion = convert(recipe, target)
+    assert conversion.verdict == "exact"
+    assert conversion.lr[0] == pytest.approx(0.1)
+    assert "multiplies the gradient by 0.25" in joined(conversion.notes)
+    assert relative_gap(conversion) < 1e-12
+
+
 # 7. The Detectron wrong port -------------------------------------------------------------
 
 

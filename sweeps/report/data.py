@@ -303,8 +303,9 @@ def build_report_data(
             }
             if origin.role == "source":
                 naive, converted = others.get("naive"), others.get("converted")
-            else:  # a naive run's own numbers, moved back unchanged, are the source run
-                naive, converted = others.get("source"), None
+            else:  # a naive run's numbers, moved back unchanged, are the source run;
+                # its conversion back exists only if `sweeps report --run-missing` ran it
+                naive, converted = others.get("source"), others.get("converted")
             if naive is not None or converted is not None:
                 transfers.append(Transfer(family, origin, naive, converted))
         table = pd.DataFrame(

@@ -29,6 +29,7 @@ from storage.errors import SweepNotFoundError
 from storage.models import Sweep
 from sweeps.report.data import Direction, build_report_data, summary_frame
 from sweeps.report.figures import draw_report_figures
+from sweeps.report.missing import run_missing_pairs
 from sweeps.report.render import render_html, render_markdown
 
 REPORT_FILES = ("report.html", "report.md", "summary.csv")
@@ -56,8 +57,20 @@ def _stored_sweep(engine: Engine, sweep: str) -> tuple[int, dict[str, Any]]:
         return row.id, dict(row.spec or {})
 
 
-def write_report(url_or_engine: str | Engine, sweep: str, out_dir: str | Path) -> Path:
+def write_report(
+    url_or_engine: str | Engine,
+    sweep: str,
+    out_dir: str | Path,
+    *,
+    run_missing: bool = False,
+    device: str = "cpu",
+) -> Path:
     """Write the report of ``sweep`` into ``out_dir`` and return the path of report.html.
+
+    With ``run_missing``, the transfers the sweep lacks (the exact conversion of the other
+    optimizer's best configuration back into the spec's family) are first trained on
+    ``device`` and recorded in the sweep (:mod:`sweeps.report.missing`); otherwise nothing
+    is trained and they show as "not run".
 
     Raises:
         SweepNotFoundError: no sweep of that name is stored (lists the stored ones).
@@ -71,10 +84,13 @@ def write_report(url_or_engine: str | Engine, sweep: str, out_dir: str | Path) -
         sweep_id, spec = _stored_sweep(engine, sweep)
         objective, direction = _objective(spec)
         trials = _plain(queries.trials_frame(engine, sweep))
+        data = build_report_data(trials, sweep=sweep, objective=objective, direction=direction)
+        if run_missing and run_missing_pairs(engine, sweep, data, device=device):
+            trials = _plain(queries.trials_frame(engine, sweep))
+            data = build_report_data(trials, sweep=sweep, objective=objective, direction=direction)
         metrics = _plain(queries.metrics_frame(engine, sweep))
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        data = build_report_data(trials, sweep=sweep, objective=objective, direction=direction)
         figures = draw_report_figures(data, metrics, out)
         summary_frame(data).to_csv(out / "summary.csv", index=False)
         (out / "report.md").write_text(render_markdown(data, figures), encoding="utf-8")

@@ -286,3 +286,35 @@ def test_report_files_are_registered_as_artifacts(url: str, report_dir: Path) ->
     engine.dispose()
     assert str(report_dir / "report.html") in paths
     assert str(report_dir / "summary.csv") in paths
+
+
+def test_run_missing_trains_the_exact_conversion_back_and_it_reproduces_per_seed(
+    sweep_db: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "copy.db"
+    shutil.copy(sweep_db, copy)
+    url = f"sqlite:///{copy}"
+    before = len(trials_frame(url, SWEEP))
+    write_report(url, SWEEP, tmp_path / "out", run_missing=True)
+    trials = trials_frame(url, SWEEP).astype({"optimizer": str, "role": str, "state": str})
+    added = trials[trials["opt_added_by"].notna()]
+    assert len(trials) == before + len(added)
+    assert len(added) >= 2  # at least one configuration, every seed
+    assert set(added["role"]) == {"converted"}
+    assert set(added["verdict"]) == {"exact"}
+    for _, run in added.iterrows():
+        origin = trials[
+            (trials["trial"] == run["trial"])
+            & (trials["role"] == "naive")
+            & (trials["seed"] == run["seed"])
+        ]
+        assert run["optimizer"] != origin["optimizer"].iloc[0]
+        # an exact conversion under the same seed reproduces the run up to float32 round-off
+        assert run["value"] == pytest.approx(origin["value"].iloc[0], rel=1e-5)
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    back = summary[(summary["role"] == "converted") & (summary["optimizer"] == "pytorch")]
+    assert len(back) == len(set(added["hp_schedule"]))
+    assert back["within_seed_noise"].astype(bool).all()
+    # a second report trains nothing more
+    write_report(url, SWEEP, tmp_path / "again", run_missing=True)
+    assert len(trials_frame(url, SWEEP)) == len(trials)

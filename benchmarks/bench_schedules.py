@@ -6,6 +6,9 @@ Baselines measured in the same run:
 
 * ``np.full``: writing a float64 array of the same length, the floor any schedule pays;
   the ratio says how many array passes a schedule costs.
+* ``np.cos``: one transcendental function over the same length, the floor of any schedule
+  that needs a cosine, power or exponential per step (cosine, OneCycle, poly, sigmoid).
+  On a shared machine both floors move with the load; the ratios move much less.
 * torch: driving the equivalent ``torch.optim.lr_scheduler`` one ``step()`` at a time (what
   you would do to get the same numbers without this module), timed over ``--torch-steps``
   steps and scaled per step to ``--steps``.
@@ -117,12 +120,14 @@ def main() -> None:
         f" {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}"
     )
     floor = best_of(args.repeat, lambda: np.full(args.steps, 0.1))
-    print(f"\nbaseline np.full({args.steps}): {floor * 1e3:.2f} ms\n")
+    index = np.arange(args.steps, dtype=np.float64)
+    cosine = best_of(args.repeat, lambda: np.cos(index))
+    print(f"\nbaselines: np.full {floor * 1e3:.2f} ms, np.cos {cosine * 1e3:.2f} ms\n")
     print(
-        f"| kind | SPEC | values() for {args.steps:,} steps | × np.full"
+        f"| kind | SPEC | values() for {args.steps:,} steps | × np.full | × np.cos"
         " | torch, step by step | speed-up |"
     )
-    print("|---|---|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for name, (spec, factory) in KINDS.items():
         schedule = parse_schedule(spec)
         seconds = best_of(args.repeat, lambda s=schedule: s.values(0.1, args.steps))
@@ -133,7 +138,7 @@ def main() -> None:
             speedup = f"{torch_seconds / seconds:,.0f}×"
         print(
             f"| {name} | `{spec}` | {seconds * 1e3:.1f} ms | {seconds / floor:.1f} |"
-            f" {torch_cell} | {speedup} |"
+            f" {seconds / cosine:.2f} | {torch_cell} | {speedup} |"
         )
 
 

@@ -301,11 +301,17 @@ class Cosine:
         _set(self, "eta_min", _number("cosine", "eta_min", self.eta_min, minimum=0))
 
     def values(self, base: float, steps: int) -> FloatArray:
-        index = _index(_steps("cosine", steps))
-        return (
-            self.eta_min
-            + (float(base) - self.eta_min) * (1 + np.cos(np.pi * index / self.t_max)) / 2
-        )
+        # eta_min + (base - eta_min) * (1 + cos(pi * i / t_max)) / 2, in torch's order of
+        # operations, computed in place (one array instead of six).
+        values = _index(_steps("cosine", steps))
+        values *= np.pi
+        values /= self.t_max
+        np.cos(values, out=values)
+        values += 1
+        values *= float(base) - self.eta_min
+        values /= 2
+        values += self.eta_min
+        return values
 
     def describe(self) -> str:
         return _describe("cosine", self)
@@ -408,9 +414,16 @@ class Warmup:
 
 def _anneal(start: float, end: float, pct: FloatArray, strategy: str) -> FloatArray:
     """torch ``OneCycleLR._annealing_cos`` / ``_annealing_linear``, element-wise."""
+    values = pct * np.pi if strategy == "cos" else pct * (end - start)
     if strategy == "cos":
-        return end + (start - end) / 2.0 * (np.cos(np.pi * pct) + 1)
-    return (end - start) * pct + start
+        # end + (start - end) / 2 * (cos(pi * pct) + 1), in torch's order, in place.
+        np.cos(values, out=values)
+        values += 1
+        values *= (start - end) / 2.0
+        values += end
+    else:
+        values += start
+    return values
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,10 @@ FloatArray = npt.NDArray[np.float64]
 class Schedule(Protocol):
     """A ``step -> value`` rule, evaluated for many steps at once."""
 
-    #: True when ``values`` ignores ``base`` (the schedule carries absolute values).
-    absolute: bool
+    @property
+    def absolute(self) -> bool:
+        """True when ``values`` ignores ``base`` (the schedule carries absolute values)."""
+        ...
 
     def values(self, base: float, steps: int) -> FloatArray:
         """Return the values used at steps ``1..steps`` (index ``i`` is step ``i + 1``)."""

@@ -15,8 +15,10 @@ zero-initialised buffer, so the step runs on PyTorch's own kernels (``torch._fus
 ``torch._foreach_*`` or the per-tensor loop) at PyTorch's speed. When a scheduler changes the
 learning rate, the buffer is rescaled once, :math:`b \leftarrow (s/\eta_t)\,b`, and
 :math:`s \leftarrow \eta_t`: this is the "state rescaling" of REFERENCE.md (Goyal et al. 2017
-call it momentum correction), so it costs one ``_foreach_mul_`` on the steps where a group's
-learning rate changed and nothing on the others.
+call it momentum correction). For classical momentum the rescaling rides in the kernel's
+momentum argument (``μ (r b) = (μ r) b``, the per-step momentum map of REFERENCE.md), so a
+changing learning rate costs nothing; Nesterov, whose look-ahead needs the plain μ, pays one
+``_foreach_mul_`` on the steps where a group's learning rate changed.
 
 Learning rates of exactly zero (REFERENCE.md edge cases 1 and 2) keep the representation exact:
 
@@ -52,6 +54,7 @@ def sutskever_sgd(
     foreach: bool,
     fused: bool,
     lr_outside: bool = False,
+    idle_buffers: list[Tensor] | None = None,
     grad_scale: Tensor | None = None,
     found_inf: Tensor | None = None,
 ) -> float:
@@ -61,7 +64,9 @@ def sutskever_sgd(
     ``None`` is a parameter stepping for the first time. Without ``lr_outside`` such a buffer
     starts at zero (Form S's zero-initialised velocity, so dampening applies from the first
     step); with ``lr_outside`` it is left to PyTorch's first-step rule (``b_1 = ĝ_1``). Entries
-    are replaced in place by the buffers the step created. ``foreach`` and ``fused`` pick
+    are replaced in place by the buffers the step created. ``idle_buffers`` are the buffers of
+    the group's parameters without a gradient this step: they take no step, but are rescaled
+    with the others so that their velocity is kept. ``foreach`` and ``fused`` pick
     the implementation (at most one is true; neither is the per-tensor loop). ``grad_scale``
     and ``found_inf`` are :class:`torch.amp.GradScaler`'s, for the fused path.
     """
@@ -81,8 +86,17 @@ def sutskever_sgd(
         buffer_lr = lr
     elif lr != buffer_lr and lr > 0:
         # State rescaling b <- (s / η_t) b keeps v = -s b; with s = 0 it zeroes b, which is
-        # exact because the velocity was zero.
-        torch._foreach_mul_(existing, buffer_lr / lr)
+        # exact because the velocity was zero. Classical momentum folds the rescaling into the
+        # kernel's momentum, μ b + ĝ with b <- r b being (μ r) b + ĝ: no extra pass over memory.
+        # Nesterov's look-ahead needs the plain μ (REFERENCE.md, "Nesterov"), and a step that
+        # GradScaler may skip must not lose the rescaling, so those rescale explicitly.
+        ratio = buffer_lr / lr
+        if nesterov or buffer_lr == 0 or found_inf is not None:
+            torch._foreach_mul_(existing, ratio)
+        else:
+            momentum = momentum * ratio
+        if idle_buffers:
+            torch._foreach_mul_(idle_buffers, ratio)
         buffer_lr = lr
 
     if lr == buffer_lr:

@@ -73,10 +73,12 @@ class SutskeverSGD(Optimizer):
     buffer (``state[p]["momentum_buffer"]``) and ``s`` one float per group
     (``group["buffer_lr"]``, the learning rate ``b`` is scaled to; after a step with a
     non-zero lr it is that lr). Each step is then PyTorch's own fused, foreach or per-tensor
-    kernel, plus one ``_foreach_mul_`` rescaling ``b`` on the steps where the group's lr
-    changed. :meth:`state_dict` stores exactly that pair: the velocity is
-    ``-group["buffer_lr"] * state["momentum_buffer"]``; :func:`~momentum_convert.optim.
-    convert_state` moves it to and from :class:`torch.optim.SGD` checkpoints.
+    kernel; on the steps where the group's lr changed, ``b`` is rescaled by ``s/η_t``, folded
+    into the kernel's momentum for classical momentum and one ``_foreach_mul_`` for Nesterov.
+    :meth:`state_dict` stores exactly that pair: the velocity is
+    ``-group["buffer_lr"] * state["momentum_buffer"]``;
+    :func:`~momentum_convert.optim.convert_state` moves it to and from
+    :class:`torch.optim.SGD` checkpoints.
 
     Args:
         params: iterable of parameters or named parameters, or dicts defining param groups.
@@ -168,10 +170,14 @@ class SutskeverSGD(Optimizer):
         params: list[Tensor],
         grads: list[Tensor],
         buffers: list[Tensor | None],
+        idle_buffers: list[Tensor],
     ) -> None:
         keep_buffers = group["momentum"] != 0
         for p in group["params"]:
             if p.grad is None:
+                idle = self.state[p].get("momentum_buffer") if p in self.state else None
+                if idle is not None:
+                    idle_buffers.append(idle)
                 continue
             if p.grad.is_sparse:
                 raise ConventionError(
@@ -200,7 +206,8 @@ class SutskeverSGD(Optimizer):
             params: list[Tensor] = []
             grads: list[Tensor] = []
             buffers: list[Tensor | None] = []
-            self._init_group(group, params, grads, buffers)
+            idle_buffers: list[Tensor] = []
+            self._init_group(group, params, grads, buffers, idle_buffers)
             if not params:
                 continue
             lr = float(group["lr"])
@@ -218,6 +225,7 @@ class SutskeverSGD(Optimizer):
                 foreach=bool(group["foreach"]),
                 fused=bool(group["fused"]),
                 lr_outside=self._lr_outside,
+                idle_buffers=idle_buffers,
                 grad_scale=getattr(self, "grad_scale", None),
                 found_inf=getattr(self, "found_inf", None),
             )

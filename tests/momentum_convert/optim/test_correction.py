@@ -70,6 +70,7 @@ def test_torch_sgd_with_sutskever_correction_matches_form_s(
     problem = make_problem(
         seed, steps=300, n_groups=n_groups, nesterov=nesterov,
         dampening=0.25 if damped and not nesterov else 0.0, zero_lr_start=warmup_from_zero,
+        idle_every=6,
     )  # fmt: skip
     optimizer = torch_sgd(problem, path)
     correct_momentum(optimizer, like="sutskever")
@@ -91,6 +92,7 @@ def test_sutskever_sgd_with_pytorch_correction_matches_torch_sgd_and_form_p(
     problem = make_problem(
         seed, steps=300, n_groups=n_groups, nesterov=nesterov,
         dampening=0.25 if damped and not nesterov else 0.0, zero_lr_every=zero_lr_every,
+        idle_every=6,
     )  # fmt: skip
     optimizer = sutskever_sgd(problem, path)
     correct_momentum(optimizer, like="pytorch")

@@ -1,0 +1,175 @@
+"""Speed of ``SutskeverSGD`` and ``correct_momentum`` against ``torch.optim.SGD``, in one run.
+
+Shapes: the 62 parameter tensors of ResNet-18 (11.7M float32 values, built here without
+torchvision) and 2,000 tensors x 1,000 values. On CPU with 2 threads, and on CUDA when a GPU
+is present. Every variant gets its own parameters and momentum state and shares one set of
+fixed gradients; momentum 0.9 and weight decay 1e-4 everywhere. Repetitions are interleaved
+(variant A, B, C, A, B, C, ...) so that load on the machine hits all variants alike, and the
+figures are medians of the per-step time over repetitions.
+
+Reported, per device and shape:
+
+* ``SutskeverSGD.step`` / ``torch.optim.SGD(fused=True).step`` (goal <= 1.0), for
+  SutskeverSGD's default (fused) and its multi-tensor and per-tensor paths, with the learning
+  rate constant and with the learning rate changed before every step (the worst case: one
+  rescaling ``_foreach_mul_`` per step);
+* the time ``correct_momentum`` adds to the step it wraps (goal <= 3 %), constant lr;
+* achieved bytes/s of each step (an SGD step with momentum reads θ, g, b and writes θ, b:
+  5 x 4 bytes per float32 value) against a memory-bandwidth ceiling measured in the same run:
+  a triad ``z = x + s·y`` over one flat buffer as large as the parameters (12 bytes per value).
+
+Usage: ``python benchmarks/bench_optim.py [--repetitions 15] [--steps 5] [--threads 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from momentum_convert.optim import SutskeverSGD, correct_momentum
+
+HYPER = {"lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4}
+
+
+def resnet18_shapes() -> list[tuple[int, ...]]:
+    """The parameter shapes of torchvision's resnet18(): 62 tensors, 11,689,512 values."""
+    shapes: list[tuple[int, ...]] = [(64, 3, 7, 7), (64,), (64,)]
+    in_channels = 64
+    for stage, channels in enumerate((64, 128, 256, 512)):
+        for block in range(2):
+            downsample = block == 0 and stage > 0
+            first_in = in_channels if block == 0 else channels
+            shapes += [(channels, first_in, 3, 3), (channels,), (channels,)]
+            shapes += [(channels, channels, 3, 3), (channels,), (channels,)]
+            if downsample:
+                shapes += [(channels, first_in, 1, 1), (channels,), (channels,)]
+        in_channels = channels
+    shapes += [(1000, 512), (1000,)]
+    return shapes
+
+
+SHAPES = {
+    "resnet18 (62 tensors, 11.7M)": resnet18_shapes(),
+    "2000 x 1000": [(1000,)] * 2000,
+}
+
+
+@dataclass
+class Variant:
+    name: str
+    step: Callable[[], None]
+    baseline: str | None = None  # the variant this one's ratio is taken against
+
+
+def make_params(shapes: list[tuple[int, ...]], grads: list[torch.Tensor], device: str):
+    params = [torch.nn.Parameter(torch.randn(s, device=device)) for s in shapes]
+    for p, g in zip(params, grads, strict=True):
+        p.grad = g
+    return params
+
+
+def variants(shapes: list[tuple[int, ...]], device: str) -> list[Variant]:
+    grads = [torch.randn(s, device=device) * 1e-3 for s in shapes]
+
+    def new(factory: Callable[..., torch.optim.Optimizer], **kw: object) -> torch.optim.Optimizer:
+        return factory(make_params(shapes, grads, device), **HYPER, **kw)
+
+    torch_fused = new(torch.optim.SGD, fused=True)
+    torch_foreach = new(torch.optim.SGD, foreach=True)
+    torch_loop = new(torch.optim.SGD, foreach=False, fused=False)
+    ours = new(SutskeverSGD)
+    ours_foreach = new(SutskeverSGD, foreach=True)
+    ours_loop = new(SutskeverSGD, foreach=False, fused=False)
+    ours_changing = new(SutskeverSGD)
+    torch_corrected = new(torch.optim.SGD, fused=True)
+    correct_momentum(torch_corrected, like="sutskever")
+    ours_corrected = new(SutskeverSGD)
+    correct_momentum(ours_corrected, like="pytorch")
+    lrs = iter([0.01, 0.011] * 10**7)
+
+    def changing_lr_step() -> None:
+        ours_changing.param_groups[0]["lr"] = next(lrs)
+        ours_changing.step()
+
+    return [
+        Variant("torch SGD fused", torch_fused.step),
+        Variant("torch SGD foreach", torch_foreach.step, "torch SGD fused"),
+        Variant("torch SGD for-loop", torch_loop.step, "torch SGD fused"),
+        Variant("SutskeverSGD (default: fused)", ours.step, "torch SGD fused"),
+        Variant("SutskeverSGD foreach", ours_foreach.step, "torch SGD fused"),
+        Variant("SutskeverSGD for-loop", ours_loop.step, "torch SGD fused"),
+        Variant("SutskeverSGD, lr changed every step", changing_lr_step, "torch SGD fused"),
+        Variant("torch SGD fused + correct_momentum", torch_corrected.step, "torch SGD fused"),
+        Variant(
+            "SutskeverSGD + correct_momentum",
+            ours_corrected.step,
+            "SutskeverSGD (default: fused)",
+        ),
+    ]
+
+
+def triad(n_values: int, device: str) -> Callable[[], None]:
+    x, y, z = (torch.randn(n_values, device=device) for _ in range(3))
+    return lambda: torch.add(x, y, alpha=0.5, out=z)
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure(steps: dict[str, Callable[[], None]], device: str, repetitions: int, per: int):
+    """Median seconds per call of each function, repetitions interleaved across functions."""
+    for step in steps.values():  # warm-up: allocations, first-step buffers, lazy init
+        for _ in range(3):
+            step()
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repetitions):
+        for name, step in steps.items():
+            synchronize(device)
+            start = time.perf_counter()
+            for _ in range(per):
+                step()
+            synchronize(device)
+            samples[name].append((time.perf_counter() - start) / per)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repetitions", type=int, default=15)
+    parser.add_argument("--steps", type=int, default=5, help="steps timed per repetition")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    print(f"torch {torch.__version__}, {platform.machine()}, {platform.processor() or '?'}, "
+          f"{torch.get_num_threads()} threads, devices: {', '.join(devices)}")  # fmt: skip
+    for device in devices:
+        for shape_name, shapes in SHAPES.items():
+            n_values = sum(torch.Size(s).numel() for s in shapes)
+            found = variants(shapes, device)
+            timed = {v.name: v.step for v in found}
+            timed["bandwidth triad"] = triad(n_values, device)
+            medians = measure(timed, device, args.repetitions, args.steps)
+            ceiling = 12 * n_values / medians.pop("bandwidth triad")
+            print(f"\n### {device}, {shape_name}: {n_values:,} float32 values")
+            print(f"bandwidth ceiling (triad): {ceiling / 1e9:.1f} GB/s\n")
+            print("| variant | ms/step | ratio | GB/s | % of ceiling |")
+            print("|---|---:|---:|---:|---:|")
+            for variant in found:
+                seconds = medians[variant.name]
+                ratio = f"{seconds / medians[variant.baseline]:.3f}" if variant.baseline else "1"
+                rate = 20 * n_values / seconds
+                print(f"| {variant.name} | {seconds * 1e3:.2f} | {ratio} | {rate / 1e9:.1f} | "
+                      f"{100 * rate / ceiling:.0f} % |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -518,6 +518,11 @@ def _check_source(recipe: Recipe, src: Convention, eta: FloatArray, mu: FloatArr
         )
     if recipe.nesterov and not src.supports_nesterov:
         raise ConventionError(f"{src.name} has no Nesterov momentum; drop --nesterov.")
+    if recipe.nesterov and lazy_buffer(src) and recipe.momentum <= 0:
+        raise ConventionError(
+            f"{src.name} refuses Nesterov momentum with momentum {recipe.momentum!r}; give a"
+            " momentum > 0."
+        )
     bad = np.flatnonzero(~np.isfinite(eta) | (eta < 0))
     if bad.size:
         raise RecipeError(

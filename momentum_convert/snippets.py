@@ -64,7 +64,8 @@ def make_optimizer(params):
     optimizer = torch.optim.SGD(
         params,
         lr=value_at(LR_RUNS, 1),
-        momentum=value_at(MOMENTUM_RUNS, 1),
+        # SGD refuses nesterov=True with momentum 0; the schedule writes step 1's value next.
+        momentum=next((value for _, value in MOMENTUM_RUNS if value), 0.0),
         dampening={dampening!r},
         weight_decay={weight_decay!r},
         nesterov={nesterov!r},

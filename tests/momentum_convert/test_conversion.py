@@ -233,3 +233,8 @@ def test_a_million_step_schedule_converts() -> None:
     conversion = convert(recipe, "pytorch")
     assert conversion.lr.shape == conversion.momentum.shape == (1_000_000,)
     assert conversion.verdict == "exact"
+
+
+def test_pytorch_refuses_nesterov_without_momentum() -> None:
+    with pytest.raises(ConventionError, match="refuses Nesterov momentum with momentum 0"):
+        convert(Recipe("pytorch", 0.1, momentum=0.0, nesterov=True), "caffe")

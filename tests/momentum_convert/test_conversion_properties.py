@@ -255,7 +255,8 @@ def recipes(draw: st.DrawFn, convention: str) -> Recipe:
         zeros = draw(st.lists(st.integers(0, n - 1), max_size=2))
         momentum_schedule = np.minimum(np.array(values), limit)
         momentum_schedule[zeros] = 0.0
-    nesterov = draw(st.booleans()) and convention not in ("",)
+    # torch.optim.SGD and Torch7 refuse Nesterov with a zero (constructor) momentum.
+    nesterov = draw(st.booleans()) and not (convention in ("pytorch", "torch7") and mu == 0)
     dampening = 0.0
     if convention in ("pytorch", "torch7") and not nesterov and draw(st.booleans()):
         dampening = draw(st.sampled_from([0.1, 0.5, 0.9, mu]))

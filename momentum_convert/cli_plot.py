@@ -11,6 +11,7 @@ the same recipe builder), so both commands read a recipe identically. The figure
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -22,24 +23,13 @@ from momentum_convert import cli as _cli  # noqa: E402 (see the line above)
 from momentum_convert.conversion import convert  # noqa: E402
 from momentum_convert.plotting import plot_conversion, save_figure  # noqa: E402
 
-#: ``convert``'s options that describe the recipe (everything but output and verification).
-RECIPE_OPTIONS = (
-    "source",
-    "target",
-    "lr",
-    "momentum",
-    "dampening",
-    "nesterov",
-    "weight_decay",
-    "lr_spec",
-    "momentum_spec",
-    "steps",
-)
+#: ``convert``'s options that do not describe the recipe (output and verification).
+NOT_RECIPE_OPTIONS = frozenset({"output", "verify", "seed", "debug"})
 
 
 def _recipe_params() -> list[click.Parameter]:
-    by_name = {param.name: param for param in _cli.convert_command.params}
-    return [by_name[name] for name in RECIPE_OPTIONS]
+    """``convert``'s own recipe options (the same click objects, so help and checks match)."""
+    return [p for p in _cli.convert_command.params if p.name not in NOT_RECIPE_OPTIONS]
 
 
 def _plot(out: Path, **options: Any) -> None:
@@ -61,6 +51,9 @@ def _plot(out: Path, **options: Any) -> None:
         options["momentum_spec"],
         options["steps"],
     )
+    gradient_scale = options.get("gradient_scale", 1.0)
+    if gradient_scale != 1:
+        recipe = dataclasses.replace(recipe, gradient_scale=gradient_scale)
     conversion = convert(recipe, target)
     figure = plot_conversion(recipe, conversion, source, target)
     path = save_figure(figure, out)

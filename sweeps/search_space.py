@@ -144,7 +144,9 @@ class Choice:
 
     def suggest(self, trial: optuna.Trial, name: str) -> Value:
         if not any(isinstance(choice, tuple) for choice in self.choices):
-            return trial.suggest_categorical(name, list(self.choices))  # type: ignore[arg-type]
+            scalar = trial.suggest_categorical(name, [_encode(c) for c in self.choices])
+            assert scalar is not None  # the choices hold no None
+            return scalar
         picked = trial.suggest_categorical(name, [_encode(c) for c in self.choices])
         return _decode(str(picked))
 

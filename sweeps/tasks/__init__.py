@@ -75,7 +75,10 @@ class TaskSetup:
 class Task(Protocol):
     """A named recipe for a :class:`TaskSetup`."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The task's name in specs (``digits-mlp``, ``package.module:function``)."""
+        ...
 
     def build(self, *, seed: int, batch_size: int, device: str) -> TaskSetup:
         """A fresh setup: same seed, same initial weights and batch order."""

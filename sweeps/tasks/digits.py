@@ -40,7 +40,7 @@ def _load_digits() -> tuple[np.ndarray, np.ndarray]:
         if path.is_file():
             table = np.loadtxt(path, delimiter=",")
             return table[:, :-1], table[:, -1].astype(np.int64)
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # type: ignore[import-untyped]
 
     data = load_digits()
     return data.data, data.target.astype(np.int64)

@@ -34,6 +34,8 @@ from sweeps.tasks import TaskSetup
 class QuadraticModel(nn.Module):
     """The parameters ``θ`` and the diagonal curvature ``h`` (a buffer)."""
 
+    curvature: torch.Tensor
+
     def __init__(self, curvature: torch.Tensor, theta0: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("curvature", curvature)

@@ -36,7 +36,7 @@ from momentum_convert.schedule_base import Constant, FloatArray, PerStep, Schedu
 from momentum_convert.simulation import verify
 
 #: Modules that add subcommands (``plot``, ``import``, ``recipe``, ...) through ``commands``.
-_COMMAND_MODULES: tuple[str, ...] = ()
+_COMMAND_MODULES: tuple[str, ...] = ("momentum_convert.cli_recipes", "momentum_convert.cli_plot")
 
 #: Runs of equal values shown in a table before the middle is elided.
 _HEAD_RUNS, _TAIL_RUNS = 20, 10

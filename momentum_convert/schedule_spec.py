@@ -264,9 +264,10 @@ def _parse(spec: str) -> Schedule:
         schedule = _build_caffe(piece, pairs)
     elif kind_name in KINDS:
         kind = KINDS[kind_name]
-        extra = (
-            {"then": _parse(rest.strip()) if plus else Constant()} if kind_name == "warmup" else {}
-        )
+        # A warmup's `then` is everything after its '+' (a constant when nothing follows).
+        extra: dict[str, object] = {}
+        if kind_name == "warmup":
+            extra["then"] = _parse(rest.strip()) if plus else Constant()
         schedule = _build(kind, kind_name, piece, pairs, extra)
     else:
         raise ScheduleSpecError(

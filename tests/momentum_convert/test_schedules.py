@@ -232,6 +232,28 @@ def test_warmup_from_zero_uses_lr_exactly_zero_at_the_first_step() -> None:
     np.testing.assert_allclose(values, [0.0, 0.05, 0.1, 0.15, 0.2, 0.2], rtol=RTOL)
 
 
+def test_warmup_of_zero_steps_is_the_schedule_after_it() -> None:
+    np.testing.assert_array_equal(Warmup(0, Cosine(7)).values(0.3, 20), Cosine(7).values(0.3, 20))
+
+
+@pytest.mark.parametrize(
+    ("schedule", "absolute"),
+    [
+        (Step(3), False),
+        (Warmup(3, Step(3)), False),
+        (Warmup(3, OneCycle(0.1, 10)), True),
+        (PerEpoch(Cyclic(0.01, 0.1, 3), 5), True),
+        (PerEpoch(Cosine(3), 5), False),
+        (SutskeverMomentum(), True),
+        (CaffeSigmoid(-0.1, 3), False),
+    ],
+)
+def test_absolute_schedules_ignore_the_base(schedule: Schedule, absolute: bool) -> None:
+    assert schedule.absolute is absolute
+    same = np.array_equal(schedule.values(0.1, 30), schedule.values(0.7, 30))
+    assert same is absolute
+
+
 def test_warmup_longer_than_the_run_is_cut_to_the_run() -> None:
     np.testing.assert_allclose(Warmup(10, Cosine(5)).values(1.0, 3), [0.0, 0.1, 0.2], rtol=RTOL)
 

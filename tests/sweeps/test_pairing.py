@@ -13,6 +13,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sweeps.pairing import PlannedRun, plan_runs
 from sweeps.search_space import Configuration
@@ -223,3 +225,52 @@ def test_constant_lr_makes_naive_and_source_identical() -> None:
     source, naive = train64(source_run), train64(naive_run)
     assert converted_run.verdict == "exact"
     assert naive.value == pytest.approx(source.value, rel=1e-9)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    convention=st.sampled_from(["pytorch", "sutskever", "caffe"]),
+    lr=st.floats(0.01, 1.0),
+    momentum=st.floats(0.0, 0.95),
+    nesterov=st.booleans(),
+    schedule=st.sampled_from(["step", "cosine", "onecycle", "warmup_cosine"]),
+    milestones=st.lists(st.integers(1, 3), min_size=1, max_size=3, unique=True).map(sorted),
+    gamma=st.floats(0.05, 2.0),
+    batch_size=st.sampled_from([128, 256, 512]),
+)
+def test_any_trainable_conversion_reproduces_its_source_on_the_nqm(
+    convention: str,
+    lr: float,
+    momentum: float,
+    nesterov: bool,
+    schedule: str,
+    milestones: list[int],
+    gamma: float,
+    batch_size: int,
+) -> None:
+    """Property: whatever the sampled configuration, a converted run whose verdict is exact
+    (or exact with state rescaling) ends where its source ends, in float64."""
+    params: dict[str, object] = {
+        "step": {"milestones_epochs": tuple(milestones), "gamma": gamma},
+        "cosine": {"eta_min": 0.0},
+        "onecycle": {"pct_start": 0.3, "div_factor": 25.0, "final_div_factor": 1e4},
+        "warmup_cosine": {"warmup_epochs": 1, "start_factor": 0.1, "eta_min": 0.0},
+    }[schedule]
+    config = Configuration(
+        lr=lr,
+        momentum=momentum if not nesterov else max(momentum, 0.1),
+        weight_decay=0.0,
+        nesterov=nesterov,
+        schedule=schedule,
+        batch_size=batch_size,
+        epochs=4,
+        schedule_params=params,
+    )
+    spec = make_spec(convention, task="nqm")
+    steps = get_task("nqm").build(seed=0, batch_size=batch_size, device="cpu").steps_per_epoch
+    source_run, _, converted_run = plan_runs(spec, config, steps)
+    assert converted_run.verdict in ("exact", "exact-with-state-rescaling")
+    source, converted = train64(source_run, "nqm"), train64(converted_run, "nqm")
+    assert converted.diverged_at_step == source.diverged_at_step
+    if source.diverged_at_step is None:
+        assert converted.value == pytest.approx(source.value, rel=1e-9, abs=1e-12)

@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 
 RUNS_ATTR: Final = "sweeps:runs"
 WORKER_ATTR: Final = "sweeps:worker"
-IMPOSSIBLE: Final = "impossible"
 
 
 class RunRecorder(Protocol):
@@ -115,7 +114,7 @@ class DatabaseRecorder:
     ) -> int:
         from storage import records
 
-        impossible = run.verdict == IMPOSSIBLE
+        impossible = not run.trainable
         fields: dict[str, Any] = {
             "sweep_id": self.sweep_id,
             "study_name": self.study_name,
@@ -138,7 +137,7 @@ class DatabaseRecorder:
         }
         if impossible:
             fields["state"] = "FAIL"
-            fields["failure_reason"] = impossible_reason(run)
+            fields["failure_reason"] = run.failure_reason
 
         def write() -> int:
             with self._sessions.begin() as session:
@@ -191,12 +190,6 @@ class DatabaseRecorder:
         retry_on_disconnect(write, self.url)
 
 
-def impossible_reason(run: PlannedRun) -> str:
-    """``conversion impossible: <the converter's first note>``."""
-    note = run.notes[0] if run.notes else "no exact counterpart exists"
-    return f"conversion impossible: {note}"
-
-
 class SweepObjective:
     """The function Optuna calls for each trial of the sweep ``spec``.
 
@@ -242,7 +235,6 @@ class SweepObjective:
             seed=first_seed, batch_size=configuration.batch_size, device=self.device
         )
         steps_per_epoch = setup.steps_per_epoch
-        schedule = configuration.schedule_spec(steps_per_epoch)
         planned = plan_runs(self.spec, configuration, steps_per_epoch)
         # The first source run reports to the pruner, so it goes first.
         planned = sorted(planned, key=lambda run: run.role != "source")
@@ -253,9 +245,9 @@ class SweepObjective:
         for run in planned:
             summary = {"role": run.role, "optimizer": run.optimizer, "seed": run.seed}
             run_id = self.recorder.start(
-                trial, run, schedule=schedule, attempt=attempt, steps_per_epoch=steps_per_epoch
+                trial, run, schedule=run.schedule, attempt=attempt, steps_per_epoch=steps_per_epoch
             )
-            if run.verdict == IMPOSSIBLE:
+            if not run.trainable:
                 summaries.append({**summary, "state": "FAIL", "value": None})
                 continue
             outcome = self._train_one(trial, run, run_id, configuration.epochs, run is reporter)

@@ -57,6 +57,7 @@ GRACE_ENV_VAR: Final = "SWEEPS_GRACE_PERIOD"
 MAX_RETRY_ENV_VAR: Final = "SWEEPS_MAX_RETRY"
 N_TRIALS_ATTR: Final = "sweeps:n_trials"
 SPEC_ATTR: Final = "sweeps:spec"
+SCHEMA_LOCK: Final = "momentum-sweeps:open"
 WORKER_INDEX_ENV_VAR: Final = "SWEEPS_WORKER_INDEX"
 """Set by ``sweeps run`` (0..N-1): offsets ``sampler_seed`` so local workers draw apart."""
 FINISHED_STATES: Final = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -172,28 +173,32 @@ def open_study(
     settings = settings or StudySettings.for_spec(spec)
     # Workers drive trials with ask/tell and run the heartbeat thread themselves.
     warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = normalize_url(url)
-    engine = create_engine(url, pool_size=1, max_overflow=1)
+    engine = create_engine(url, pool_size=2, max_overflow=1)
     try:
-        _prepare_results_schema(engine)
         sampler = make_sampler(spec)
         pruner = make_pruner(spec.pruner)
-        stale = _StaleTrialHandler(engine, settings.max_retry, on_stale_trial)
-        storage = _rdb_storage(url, settings, stale)
-        direction = "maximize" if spec.direction == "maximize" else "minimize"
-        study = optuna.create_study(
-            storage=storage,
-            study_name=spec.name,
-            sampler=sampler,
-            pruner=pruner,
-            direction=direction,
-            load_if_exists=True,
-        )
-        total = n_trials if n_trials is not None else spec.n_trials
-        if total is not None:
-            study.set_user_attr(N_TRIALS_ATTR, total)
-        study.set_user_attr(SPEC_ATTR, spec.to_json())
-        sweep_id = _link_sweep(engine, spec)
+        # One opener at a time per database: creating tables is not safe to race
+        # (PostgreSQL DDL, Alembic's global state), and this costs a lock round trip.
+        with _sweep_lock(engine, url, SCHEMA_LOCK)():
+            _prepare_results_schema(engine)
+            stale = _StaleTrialHandler(engine, settings.max_retry, on_stale_trial)
+            storage = _rdb_storage(url, settings, stale)
+            direction = "maximize" if spec.direction == "maximize" else "minimize"
+            study = optuna.create_study(
+                storage=storage,
+                study_name=spec.name,
+                sampler=sampler,
+                pruner=pruner,
+                direction=direction,
+                load_if_exists=True,
+            )
+            total = n_trials if n_trials is not None else spec.n_trials
+            if total is not None:
+                study.set_user_attr(N_TRIALS_ATTR, total)
+            study.set_user_attr(SPEC_ATTR, spec.to_json())
+            sweep_id = _link_sweep(engine, spec)
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         engine.dispose()
         raise unavailable_error(url, exc) from None
@@ -361,7 +366,9 @@ class _StaleTrialHandler:
         also: Callable[[optuna.Study, FrozenTrial], None] | None,
     ) -> None:
         self._engine = engine
-        self._retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self._retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
         self._also = also
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:

@@ -16,7 +16,8 @@ resumes it, and stops the worker; outside a trial the worker stops before the ne
 No trial is ever left RUNNING by a worker that was asked to stop.
 
 Connections: Optuna's storage holds at most 3 (main thread, heartbeat thread, one spare)
-and the results engine at most 2, so a worker never holds more than 5.
+and the results engine at most 3 (writes, the sweep lock, one spare), so a worker never
+holds more than 6: size PostgreSQL's ``max_connections`` at 6 per worker plus headroom.
 """
 
 from __future__ import annotations

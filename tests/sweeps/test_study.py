@@ -1,0 +1,243 @@
+"""The sweep's Optuna study: settings, the exact trial quota, stale trials, disconnects."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy as sa
+from optuna.trial import TrialState
+
+from storage.errors import StorageUnavailableError
+from sweeps.errors import SweepUsageError
+from sweeps.spec import parse_spec
+from sweeps.study import (
+    Admission,
+    StudySettings,
+    TrialGate,
+    attempt_of,
+    count_trials,
+    fail_stale_trials,
+    make_pruner,
+    open_study,
+    retry_on_disconnect,
+)
+
+SPEC = """
+name = "quota"
+task = "nqm"
+optimizers = ["pytorch"]
+pairing = false
+n_trials = 5
+[search_space]
+lr = { low = 0.01, high = 0.3, log = true }
+momentum = { low = 0.5, high = 0.9 }
+epochs = 1
+"""
+
+
+@pytest.fixture
+def spec():
+    return parse_spec(SPEC)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'sweeps.db'}"
+
+
+def test_settings_come_from_the_spec_and_the_environment_overrides_them(monkeypatch):
+    spec = parse_spec(
+        SPEC.replace("n_trials = 5", "n_trials = 5\nheartbeat_interval = 7\nmax_retries = 2")
+    )
+    monkeypatch.delenv("SWEEPS_HEARTBEAT_INTERVAL", raising=False)
+    monkeypatch.delenv("SWEEPS_GRACE_PERIOD", raising=False)
+    monkeypatch.delenv("SWEEPS_MAX_RETRY", raising=False)
+    settings = StudySettings.for_spec(spec)
+    assert (settings.heartbeat_interval, settings.max_retry) == (7, 2)
+    assert settings.grace_period > settings.heartbeat_interval
+    monkeypatch.setenv("SWEEPS_HEARTBEAT_INTERVAL", "1")
+    monkeypatch.setenv("SWEEPS_GRACE_PERIOD", "2")
+    monkeypatch.setenv("SWEEPS_MAX_RETRY", "0")
+    assert StudySettings.for_spec(spec) == StudySettings(1, 2, 0)
+
+
+@pytest.mark.parametrize(("heartbeat", "grace"), [("5", "5"), ("abc", "9"), ("2", "-1")])
+def test_settings_refuse_bad_environment_values(monkeypatch, spec, heartbeat, grace):
+    monkeypatch.setenv("SWEEPS_HEARTBEAT_INTERVAL", heartbeat)
+    monkeypatch.setenv("SWEEPS_GRACE_PERIOD", grace)
+    with pytest.raises(SweepUsageError, match=r"SWEEPS_|grace period"):
+        StudySettings.for_spec(spec)
+
+
+def test_unknown_pruner_is_refused_with_the_accepted_names():
+    with pytest.raises(SweepUsageError, match="median"):
+        make_pruner("asha")
+
+
+def test_open_study_twice_gives_the_same_study_and_sweep_row(spec, sqlite_url):
+    first = open_study(spec, sqlite_url)
+    second = open_study(spec, sqlite_url, n_trials=9)
+    try:
+        assert first.study._study_id == second.study._study_id
+        assert first.sweep_id == second.sweep_id
+        assert second.study.user_attrs["sweeps:n_trials"] == 9
+    finally:
+        first.close()
+        second.close()
+
+
+def test_gate_waits_while_running_trials_fill_the_quota_and_reopens_when_one_fails(
+    spec, sqlite_url
+):
+    sweep = open_study(spec, sqlite_url, n_trials=2)
+    gate = TrialGate(sweep, 2)
+    try:
+        first = gate.ask()[1]
+        second = gate.ask()[1]
+        assert first is not None
+        assert second is not None
+        assert gate.ask() == (Admission.WAIT, None)
+        sweep.study.tell(first, state=TrialState.FAIL)
+        admission, third = gate.ask()
+        assert admission is Admission.START
+        assert third is not None
+        sweep.study.tell(second, 1.0)
+        sweep.study.tell(third, 2.0)
+        assert gate.ask() == (Admission.DONE, None)
+        assert count_trials(sweep.study)[TrialState.COMPLETE] == 2
+    finally:
+        sweep.close()
+
+
+def _racing_workers(spec, url: str, n_trials: int, workers: int) -> None:
+    """Workers (threads, each with its own storage) that take trials as fast as they can."""
+    errors: list[BaseException] = []
+    open_study(spec, url, n_trials=n_trials).close()  # as `sweeps run` does before its workers
+
+    def work() -> None:
+        sweep = open_study(spec, url, n_trials=n_trials)
+        gate = TrialGate(sweep, n_trials)
+        try:
+            while True:
+                admission, trial = gate.ask()
+                if admission is Admission.DONE:
+                    return
+                if trial is None:
+                    time.sleep(0.01)
+                    continue
+                sweep.study.tell(trial, float(trial.number))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            sweep.close()
+
+    threads = [threading.Thread(target=work) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+
+
+def test_racing_workers_finish_exactly_n_trials_on_sqlite(spec, sqlite_url):
+    """Protection: the gate's lock; without it, workers finishing together overshoot."""
+    _racing_workers(spec, sqlite_url, n_trials=12, workers=4)
+    study = optuna.load_study(study_name="quota", storage=sqlite_url)
+    states = [t.state for t in study.get_trials()]
+    assert states.count(TrialState.COMPLETE) == 12
+    assert len(states) == 12
+
+
+@pytest.mark.postgres
+def test_racing_workers_finish_exactly_n_trials_on_postgres(spec, postgres_url):
+    _racing_workers(spec, postgres_url, n_trials=12, workers=4)
+    study = optuna.load_study(study_name="quota", storage=postgres_url)
+    assert [t.state for t in study.get_trials()].count(TrialState.COMPLETE) == 12
+    assert len(study.get_trials()) == 12
+
+
+def test_stale_trial_is_failed_requeued_and_its_runs_marked_failed(spec, sqlite_url):
+    from storage import records
+    from storage.engine import session_factory
+    from storage.models import TrialRun
+
+    settings = StudySettings(heartbeat_interval=1, grace_period=2, max_retry=3)
+    sweep = open_study(spec, sqlite_url, settings=settings)
+    try:
+        gate = TrialGate(sweep, 5)
+        _, trial = gate.ask()
+        assert trial is not None
+        trial.suggest_float("lr", 0.01, 0.3, log=True)
+        sweep.study._storage.record_heartbeat(trial._trial_id)
+        with session_factory(sweep.engine).begin() as session:
+            run = records.add_trial_run(
+                session,
+                sweep_id=sweep.sweep_id,
+                study_name="quota",
+                trial_number=trial.number,
+                role="source",
+                optimizer="pytorch",
+                seed=0,
+                schedule="constant",
+                hyperparameters={},
+                optimizer_hyperparameters={},
+                device="cpu",
+                host="h",
+                pid=1,
+            )
+        time.sleep(3.2)
+        fail_stale_trials(sweep.study)
+        trials = sweep.study.get_trials()
+        assert trials[0].state is TrialState.FAIL
+        assert trials[1].state is TrialState.WAITING
+        assert trials[1].params == trials[0].params
+        _, retry = gate.ask()
+        assert retry is not None
+        assert retry.number == 1
+        assert attempt_of(retry) == 2
+        with session_factory(sweep.engine)() as session:
+            stored = session.get(TrialRun, run.id)
+            assert stored.state == "FAIL"
+            assert "heartbeat" in stored.failure_reason
+    finally:
+        sweep.close()
+
+
+def test_retry_on_disconnect_retries_until_the_database_answers():
+    calls = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise sa.exc.OperationalError("SELECT 1", {}, Exception("server closed"))
+        return "ok"
+
+    assert retry_on_disconnect(flaky, "sqlite://") == "ok"
+    assert len(calls) == 3
+
+
+def test_retry_on_disconnect_gives_up_with_one_sentence_and_no_password():
+    def down() -> None:
+        raise sa.exc.OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    url = "postgresql://alice:s3cret@db.example:5432/sweeps"
+    with pytest.raises(StorageUnavailableError) as caught:
+        retry_on_disconnect(down, url, budget_s=0.3)
+    assert "s3cret" not in str(caught.value)
+    assert "db.example" in str(caught.value)
+
+
+def test_retry_on_disconnect_does_not_retry_a_bad_statement():
+    calls = []
+
+    def bad() -> None:
+        calls.append(1)
+        raise sa.exc.IntegrityError("INSERT", {}, Exception("duplicate key"))
+
+    with pytest.raises(sa.exc.IntegrityError):
+        retry_on_disconnect(bad, "sqlite://")
+    assert len(calls) == 1

@@ -55,7 +55,7 @@ def sutskever_sgd(problem, path: str = "fused") -> SutskeverSGD:
     )
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
     nesterov=st.booleans(),
@@ -68,7 +68,7 @@ def test_torch_sgd_with_sutskever_correction_matches_form_s(
     seed: int, nesterov: bool, damped: bool, n_groups: int, warmup_from_zero: int, path: str
 ) -> None:
     problem = make_problem(
-        seed, steps=300, n_groups=n_groups, nesterov=nesterov,
+        seed, steps=250, n_groups=n_groups, nesterov=nesterov,
         dampening=0.25 if damped and not nesterov else 0.0, zero_lr_start=warmup_from_zero,
         idle_every=6,
     )  # fmt: skip
@@ -77,7 +77,7 @@ def test_torch_sgd_with_sutskever_correction_matches_form_s(
     assert max_relative_error(run(optimizer, problem), form_s(problem)) < 1e-10
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
     nesterov=st.booleans(),
@@ -90,7 +90,7 @@ def test_sutskever_sgd_with_pytorch_correction_matches_torch_sgd_and_form_p(
     seed: int, nesterov: bool, damped: bool, n_groups: int, zero_lr_every: int, path: str
 ) -> None:
     problem = make_problem(
-        seed, steps=300, n_groups=n_groups, nesterov=nesterov,
+        seed, steps=250, n_groups=n_groups, nesterov=nesterov,
         dampening=0.25 if damped and not nesterov else 0.0, zero_lr_every=zero_lr_every,
         idle_every=6,
     )  # fmt: skip
@@ -195,7 +195,7 @@ def train_with_plateau(family: str, correct: bool, seed: int = 0) -> tuple[list[
         optimizer, factor=0.3, patience=0, threshold=0.08
     )
     lrs = []
-    for _ in range(40):
+    for _ in range(30):
         for batch in range(4):
             xb, yb = x[batch * 32 : (batch + 1) * 32], y[batch * 32 : (batch + 1) * 32]
             optimizer.zero_grad()

@@ -173,6 +173,11 @@ def demo_command(no_progress: bool) -> None:
         show_progress=not no_progress,
     )
     click.echo(result.message)
+    if result.snapshot is not None and result.snapshot.finished:
+        from sweeps.report import write_report
+
+        html = write_report(plan.storage, spec.name, plan.folder / "sweeps-demo-report")
+        click.echo(f"Report: {html}")
     click.echo(closing_words(plan))
     if result.exit_code:
         sys.exit(result.exit_code)

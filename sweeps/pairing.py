@@ -104,6 +104,15 @@ class PlannedRun:
     notes: tuple[str, ...] = field(default=())
 
     @property
+    def initial_momentum(self) -> float:
+        """The first non-zero momentum (what the optimizer is constructed with), else 0.
+
+        The first step of a converted run may carry momentum 0 (its state starts at zero,
+        so any value is exact); constructors such as Nesterov's need a momentum > 0.
+        """
+        return _first_nonzero(self.momentum)
+
+    @property
     def trainable(self) -> bool:
         """False for a converted run whose conversion is impossible."""
         return self.verdict != IMPOSSIBLE
@@ -177,13 +186,18 @@ def _source_values(spec: _PairedSpec, recipe: Recipe) -> _Values:
     return _converted(recipe, spec.family)
 
 
+def _first_nonzero(values: FloatArray) -> float:
+    nonzero = values[values != 0]
+    return float(nonzero[0]) if nonzero.size else 0.0
+
+
 def _optimizer_hyperparameters(
     optimizer: str, values: _Values, nesterov: bool, correct_like: str | None, how: str
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "class": OPTIMIZER_CLASSES[optimizer],
         "lr": float(values.lr[0]),
-        "momentum": float(values.momentum[0]),
+        "momentum": _first_nonzero(values.momentum),
         "dampening": values.dampening,
         "weight_decay": values.weight_decay,
         "nesterov": nesterov,

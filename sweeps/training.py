@@ -91,10 +91,9 @@ def build_optimizer(
     The training loop overwrites ``lr`` and ``momentum`` before every step; the values here
     only pass the constructors' checks (Nesterov needs a momentum > 0).
     """
-    nonzero = planned_run.momentum[planned_run.momentum != 0]
     kwargs: dict[str, Any] = {
         "lr": float(planned_run.lr[0]),
-        "momentum": float(nonzero[0]) if nonzero.size else 0.0,
+        "momentum": planned_run.initial_momentum,
         "dampening": planned_run.dampening,
         "weight_decay": planned_run.weight_decay,
         "nesterov": planned_run.nesterov,

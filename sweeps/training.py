@@ -174,6 +174,11 @@ def train_run(
         setup = task_setup_or_task.build(
             seed=planned_run.seed, batch_size=configuration.batch_size, device=device
         )
+    if objective == "val_accuracy" and not setup.has_accuracy:
+        raise SweepUsageError(
+            "the objective 'val_accuracy' needs a task whose setup has has_accuracy = true;"
+            " use val_loss or train_loss."
+        )
     needed = epochs * setup.steps_per_epoch
     if len(planned_run.lr) < needed or len(planned_run.momentum) < needed:
         raise SweepUsageError(

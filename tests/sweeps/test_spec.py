@@ -323,7 +323,7 @@ INVALID = [
         with_lines('sampler = "grid"'),
         r"search_space\.lr is a continuous range",
     ),
-    ("schedule not a table", BASE + "[search_space]\n", r"not valid TOML"),
+    ("duplicate table", BASE + "[search_space]\n", r"not valid TOML"),
 ]
 
 

@@ -211,6 +211,11 @@ def test_correct_momentum_is_attached_and_removed(monkeypatch: pytest.MonkeyPatc
     assert calls == ["attach SutskeverSGD like=pytorch", "remove"]
 
 
+def test_accuracy_objective_on_a_task_without_accuracy_fails_before_training() -> None:
+    with pytest.raises(SweepUsageError, match=r"'val_accuracy' needs a task whose setup has"):
+        train_run(get_task("nqm"), make_run(np.full(64, 0.1)), objective="val_accuracy")
+
+
 def test_too_few_per_step_values_is_a_usage_error() -> None:
     with pytest.raises(SweepUsageError, match=r"cover 10 steps, but 2 epochs of 16 steps need 32"):
         train_run(get_task("regression"), make_run(np.full(10, 0.1)))

@@ -4,8 +4,9 @@ Shapes: the 62 parameter tensors of ResNet-18 (11.7M float32 values, built here 
 torchvision) and 2,000 tensors x 1,000 values. On CPU with 2 threads, and on CUDA when a GPU
 is present. Every variant gets its own parameters and momentum state and shares one set of
 fixed gradients; momentum 0.9 and weight decay 1e-4 everywhere. Repetitions are interleaved
-(variant A, B, C, A, B, C, ...) so that load on the machine hits all variants alike, and the
-figures are medians of the per-step time over repetitions.
+(every variant once per repetition, in a new random order each time) so that load on the machine
+hits all variants alike; times are medians over repetitions, and each ratio is the median of the
+per-repetition ratios against its baseline (paired, so slow phases of a shared machine cancel).
 
 Reported, per device and shape:
 
@@ -18,13 +19,14 @@ Reported, per device and shape:
   5 x 4 bytes per float32 value) against a memory-bandwidth ceiling measured in the same run:
   a triad ``z = x + s·y`` over one flat buffer as large as the parameters (12 bytes per value).
 
-Usage: ``python benchmarks/bench_optim.py [--repetitions 15] [--steps 5] [--threads 2]``.
+Usage: ``python benchmarks/bench_optim.py [--repetitions 40] [--steps 1] [--threads 2]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -124,27 +126,42 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(steps: dict[str, Callable[[], None]], device: str, repetitions: int, per: int):
-    """Median seconds per call of each function, repetitions interleaved across functions."""
+def measure(
+    steps: dict[str, Callable[[], None]], device: str, repetitions: int, per: int
+) -> dict[str, list[float]]:
+    """Seconds per call of each function, one sample per repetition.
+
+    Repetitions are interleaved across functions, in a new random order each time, so that
+    the load of a shared machine falls on all of them alike.
+    """
     for step in steps.values():  # warm-up: allocations, first-step buffers, lazy init
         for _ in range(3):
             step()
     samples: dict[str, list[float]] = {name: [] for name in steps}
+    order = list(steps)
+    shuffler = random.Random(0)
     for _ in range(repetitions):
-        for name, step in steps.items():
+        shuffler.shuffle(order)
+        for name in order:
+            step = steps[name]
             synchronize(device)
             start = time.perf_counter()
             for _ in range(per):
                 step()
             synchronize(device)
             samples[name].append((time.perf_counter() - start) / per)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
+
+
+def paired_ratio(samples: dict[str, list[float]], name: str, baseline: str) -> float:
+    """Median over repetitions of time(name) / time(baseline) within the same repetition."""
+    return statistics.median(a / b for a, b in zip(samples[name], samples[baseline], strict=True))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repetitions", type=int, default=15)
-    parser.add_argument("--steps", type=int, default=5, help="steps timed per repetition")
+    parser.add_argument("--repetitions", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=1, help="steps timed per repetition")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -157,17 +174,21 @@ def main() -> None:
             found = variants(shapes, device)
             timed = {v.name: v.step for v in found}
             timed["bandwidth triad"] = triad(n_values, device)
-            medians = measure(timed, device, args.repetitions, args.steps)
-            ceiling = 12 * n_values / medians.pop("bandwidth triad")
+            samples = measure(timed, device, args.repetitions, args.steps)
+            ceiling = 12 * n_values / statistics.median(samples["bandwidth triad"])
             print(f"\n### {device}, {shape_name}: {n_values:,} float32 values")
-            print(f"bandwidth ceiling (triad): {ceiling / 1e9:.1f} GB/s\n")
-            print("| variant | ms/step | ratio | GB/s | % of ceiling |")
-            print("|---|---:|---:|---:|---:|")
+            print(f"bandwidth ceiling (triad, median): {ceiling / 1e9:.1f} GB/s\n")
+            print("| variant | median ms/step | paired ratio | against | GB/s | % of ceiling |")
+            print("|---|---:|---:|---|---:|---:|")
             for variant in found:
-                seconds = medians[variant.name]
-                ratio = f"{seconds / medians[variant.baseline]:.3f}" if variant.baseline else "1"
+                seconds = statistics.median(samples[variant.name])
+                if variant.baseline:
+                    ratio = f"{paired_ratio(samples, variant.name, variant.baseline):.3f}"
+                else:
+                    ratio = "1"
                 rate = 20 * n_values / seconds
-                print(f"| {variant.name} | {seconds * 1e3:.2f} | {ratio} | {rate / 1e9:.1f} | "
+                print(f"| {variant.name} | {seconds * 1e3:.2f} | {ratio} | "
+                      f"{variant.baseline or ''} | {rate / 1e9:.1f} | "
                       f"{100 * rate / ceiling:.0f} % |")  # fmt: skip
 
 

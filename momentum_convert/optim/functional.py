@@ -34,6 +34,8 @@ Learning rates of exactly zero (REFERENCE.md edge cases 1 and 2) keep the repres
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor
 from torch.optim.sgd import sgd as lr_outside_sgd
@@ -76,11 +78,12 @@ def sutskever_sgd(
                          foreach, fused, grad_scale, found_inf)  # fmt: skip
         return buffer_lr
 
-    if not lr_outside:
-        for i, buffer in enumerate(buffers):
-            if buffer is None:
-                buffers[i] = torch.zeros_like(params[i], memory_format=torch.preserve_format)
-    existing = [b for b in buffers if b is not None]
+    fresh = [i for i, buffer in enumerate(buffers) if buffer is None]
+    if fresh and not lr_outside:
+        for i in fresh:
+            buffers[i] = torch.zeros_like(params[i], memory_format=torch.preserve_format)
+        fresh = []
+    existing = [b for b in buffers if b is not None] if fresh else cast(list[Tensor], buffers)
 
     if lr_outside:
         buffer_lr = lr
@@ -102,7 +105,7 @@ def sutskever_sgd(
     if lr == buffer_lr:
         if lr == 0 and not lr_outside:
             return buffer_lr  # v = 0 stays 0 and θ does not move
-        if fused and any(b is None for b in buffers) and len(existing) > 0:
+        if fused and fresh and existing:
             fused, foreach = False, True  # torch's fused kernel wants all or no new buffers
         _lr_outside_step(params, grads, buffers, lr, momentum, dampening, weight_decay, nesterov,
                          maximize, foreach, fused, grad_scale, found_inf)  # fmt: skip

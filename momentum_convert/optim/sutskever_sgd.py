@@ -211,6 +211,7 @@ class SutskeverSGD(Optimizer):
             if not params:
                 continue
             lr = float(group["lr"])
+            fresh = [i for i, buffer in enumerate(buffers) if buffer is None]
             group[BUFFER_LR] = sutskever_sgd(
                 params,
                 grads,
@@ -229,9 +230,8 @@ class SutskeverSGD(Optimizer):
                 grad_scale=getattr(self, "grad_scale", None),
                 found_inf=getattr(self, "found_inf", None),
             )
-            if group["momentum"] != 0:
-                for p, buffer in zip(params, buffers, strict=True):
-                    self.state[p]["momentum_buffer"] = buffer
+            for i in fresh:  # the buffers this step created
+                self.state[params[i]]["momentum_buffer"] = buffers[i]
         return loss
 
 

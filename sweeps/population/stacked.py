@@ -1,0 +1,151 @@
+"""Stacked models: the weights of ``K`` copies of one architecture side by side.
+
+A :class:`StackedModel` holds the parameters of ``K`` members as the rows of ONE leaf
+tensor ``weights`` of shape ``[K, N]`` (each row is a member's parameters flattened in
+``named_parameters()`` order) and runs all members in one call with
+``torch.func.vmap`` over ``torch.func.functional_call``: each ``nn.Linear`` becomes one
+batched matmul, each ``nn.Conv2d`` one grouped convolution. A single backward pass of
+the summed member losses leaves every member's gradient in its own row of
+``weights.grad`` (the members share no computation, so the sum's gradient with respect
+to a row is exactly that member's gradient), and the optimizer
+(:mod:`sweeps.population.optimizer`) updates all rows with a few tensor operations.
+
+A model can be stacked when its forward pass is a function of its parameters, buffers
+and inputs only: no random numbers (dropout), no in-place buffer updates (batch norm in
+training mode), no ``.item()`` or data-dependent Python control flow (``vmap`` cannot
+see through them). The built-in tasks qualify; a user task says so with
+:func:`stackable`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+from sweeps.errors import SweepUsageError
+
+#: The built-in tasks whose models stack (``sweeps.tasks``).
+STACKABLE_BUILTINS = frozenset({"digits-mlp", "digits-cnn", "nqm", "regression"})
+
+#: The attribute :func:`stackable` sets on a user task's function.
+STACKABLE_ATTRIBUTE = "stackable"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def stackable(function: F) -> F:
+    """Declare that a user task's model can be trained in population mode.
+
+    Example::
+
+        from sweeps.population import stackable
+
+        @stackable
+        def my_task(*, seed, batch_size, device):
+            ...
+    """
+    setattr(function, STACKABLE_ATTRIBUTE, True)
+    return function
+
+
+def is_stackable(task: object) -> bool:
+    """Whether ``task`` (built-in or user :class:`~sweeps.tasks.Task`) has a stackable model."""
+    if getattr(task, "name", None) in STACKABLE_BUILTINS:
+        return True
+    if getattr(task, STACKABLE_ATTRIBUTE, False) is True:
+        return True
+    return getattr(getattr(task, "function", None), STACKABLE_ATTRIBUTE, False) is True
+
+
+def require_stackable(task: object) -> None:
+    """Raise :class:`SweepUsageError` unless ``task`` declares a stackable model."""
+    if not is_stackable(task):
+        name = getattr(task, "name", type(task).__name__)
+        raise SweepUsageError(
+            f"task {name!r} has not declared that its model can be stacked, so it cannot run"
+            " with population > 1; decorate its function with @sweeps.population.stackable if"
+            " its forward pass uses no randomness, no in-place buffer updates and no .item(),"
+            " or set population = 1."
+        )
+
+
+class StackedModel:
+    """``K`` members of one architecture, trained as one model.
+
+    Args:
+        models: the members' freshly initialised modules (same parameter names, shapes
+            and dtypes); the first serves as the architecture for ``functional_call``.
+
+    Attributes:
+        weights: the ``[K, N]`` leaf tensor of all members' parameters.
+        buffers: each buffer stacked to ``[K, *shape]``.
+    """
+
+    def __init__(self, models: Sequence[nn.Module]) -> None:
+        if not models:
+            raise SweepUsageError("a population needs at least one member.")
+        self.template = models[0]
+        named = list(self.template.named_parameters())
+        self.names = [name for name, _ in named]
+        self.shapes = [tuple(p.shape) for _, p in named]
+        self.sizes = [math.prod(shape) for shape in self.shapes]
+        signature = [(name, p.shape, p.dtype) for name, p in named]
+        rows = []
+        for number, model in enumerate(models):
+            theirs = list(model.named_parameters())
+            if [(name, p.shape, p.dtype) for name, p in theirs] != signature:
+                raise SweepUsageError(
+                    f"population member {number} has a different architecture from member 0"
+                    " (parameter names, shapes or dtypes); a population stacks one architecture."
+                )
+            rows.append(torch.cat([p.detach().reshape(-1) for _, p in theirs]))
+        self.weights = torch.stack(rows).requires_grad_(True)
+        self.buffers = {
+            name: torch.stack([dict(m.named_buffers())[name].detach() for m in models])
+            for name, _ in self.template.named_buffers()
+        }
+
+    @property
+    def size(self) -> int:
+        """The number of members ``K``."""
+        return int(self.weights.shape[0])
+
+    def parameters(self) -> dict[str, Tensor]:
+        """Each parameter as a ``[K, *shape]`` view of :attr:`weights`."""
+        views = torch.split(self.weights, self.sizes, dim=1)
+        k = self.size
+        return {
+            name: view.view(k, *shape)
+            for name, view, shape in zip(self.names, views, self.shapes, strict=True)
+        }
+
+    def member_state(self, member: int) -> dict[str, Tensor]:
+        """Member ``member``'s parameters and buffers, named as in its module (a copy)."""
+        state = {name: p[member].detach().clone() for name, p in self.parameters().items()}
+        state.update({name: b[member].clone() for name, b in self.buffers.items()})
+        return state
+
+    def __call__(self, inputs: Tensor, *, shared_inputs: bool = False) -> Tensor:
+        """Every member's output, ``[K, ...]``; ``inputs`` is ``[K, ...]`` or shared by all."""
+        template = self.template
+
+        def member(params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
+            return functional_call(template, (params, buffers), (x,))  # type: ignore[no-any-return]
+
+        batched = vmap(member, in_dims=(0, 0, None if shared_inputs else 0))
+        return batched(self.parameters(), self.buffers, inputs)  # type: ignore[no-any-return]
+
+    def train(self, mode: bool = True) -> None:
+        """Put the architecture in training (or evaluation) mode."""
+        self.template.train(mode)
+
+    def keep(self, rows: Tensor) -> None:
+        """Keep only the members in ``rows`` (indices into the current rows), in that order."""
+        with torch.no_grad():
+            self.weights = self.weights.index_select(0, rows).requires_grad_(True)
+        self.buffers = {name: b.index_select(0, rows) for name, b in self.buffers.items()}

@@ -17,7 +17,11 @@ Reported, per device and shape:
 * the time ``correct_momentum`` adds to the step it wraps (goal <= 3 %), constant lr;
 * achieved bytes/s of each step (an SGD step with momentum reads θ, g, b and writes θ, b:
   5 x 4 bytes per float32 value) against a memory-bandwidth ceiling measured in the same run:
-  a triad ``z = x + s·y`` over one flat buffer as large as the parameters (12 bytes per value).
+  an in-place ``x += s·y`` over flat buffers as large as the parameters (reads x, y, writes x:
+  12 bytes per value; in place like the optimizer step, so no write-allocate traffic is hidden
+  from the count, which an out-of-place triad ``z = x + s·y`` would have).
+* an A/A control: a second, identical ``torch.optim.SGD(fused=True)``, whose ratio to the first
+  shows how far two equal steps differ on this machine (the noise floor of every ratio).
 
 Usage: ``python benchmarks/bench_optim.py [--repetitions 40] [--steps 1] [--threads 2]``.
 """
@@ -83,6 +87,7 @@ def variants(shapes: list[tuple[int, ...]], device: str) -> list[Variant]:
         return factory(make_params(shapes, grads, device), **HYPER, **kw)
 
     torch_fused = new(torch.optim.SGD, fused=True)
+    torch_fused_again = new(torch.optim.SGD, fused=True)
     torch_foreach = new(torch.optim.SGD, foreach=True)
     torch_loop = new(torch.optim.SGD, foreach=False, fused=False)
     ours = new(SutskeverSGD)
@@ -101,6 +106,7 @@ def variants(shapes: list[tuple[int, ...]], device: str) -> list[Variant]:
 
     return [
         Variant("torch SGD fused", torch_fused.step),
+        Variant("torch SGD fused, A/A control", torch_fused_again.step, "torch SGD fused"),
         Variant("torch SGD foreach", torch_foreach.step, "torch SGD fused"),
         Variant("torch SGD for-loop", torch_loop.step, "torch SGD fused"),
         Variant("SutskeverSGD (default: fused)", ours.step, "torch SGD fused"),
@@ -116,9 +122,9 @@ def variants(shapes: list[tuple[int, ...]], device: str) -> list[Variant]:
     ]
 
 
-def triad(n_values: int, device: str) -> Callable[[], None]:
-    x, y, z = (torch.randn(n_values, device=device) for _ in range(3))
-    return lambda: torch.add(x, y, alpha=0.5, out=z)
+def axpy(n_values: int, device: str) -> Callable[[], None]:
+    x, y = (torch.randn(n_values, device=device) for _ in range(2))
+    return lambda: x.add_(y, alpha=1e-6)
 
 
 def synchronize(device: str) -> None:
@@ -173,11 +179,11 @@ def main() -> None:
             n_values = sum(torch.Size(s).numel() for s in shapes)
             found = variants(shapes, device)
             timed = {v.name: v.step for v in found}
-            timed["bandwidth triad"] = triad(n_values, device)
+            timed["bandwidth axpy"] = axpy(n_values, device)
             samples = measure(timed, device, args.repetitions, args.steps)
-            ceiling = 12 * n_values / statistics.median(samples["bandwidth triad"])
+            ceiling = 12 * n_values / statistics.median(samples["bandwidth axpy"])
             print(f"\n### {device}, {shape_name}: {n_values:,} float32 values")
-            print(f"bandwidth ceiling (triad, median): {ceiling / 1e9:.1f} GB/s\n")
+            print(f"bandwidth ceiling (in-place axpy, median): {ceiling / 1e9:.1f} GB/s\n")
             print("| variant | median ms/step | paired ratio | against | GB/s | % of ceiling |")
             print("|---|---:|---:|---|---:|---:|")
             for variant in found:

@@ -217,6 +217,7 @@ class SweepObjective:
             train = train_run
         self._train = train
         self.worst = -math.inf if spec.direction == "maximize" else math.inf
+        self._prunes = spec.pruner != "none"
 
     def __call__(self, trial: optuna.Trial) -> float:
         from sweeps.pairing import plan_runs
@@ -226,7 +227,8 @@ class SweepObjective:
         attempt = len(history) + 1
         if history:
             self.recorder.fail_attempts(history, "superseded by a retry of its configuration")
-        trial.set_user_attr(RUNS_ATTR, [])
+        if history:  # a retry inherits its dead attempt's attributes
+            trial.set_user_attr(RUNS_ATTR, [])
         trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
 
         configuration = sample_configuration(self.spec, trial)
@@ -253,7 +255,6 @@ class SweepObjective:
             outcome = self._train_one(trial, run, run_id, configuration.epochs, run is reporter)
             value = self.worst if outcome.diverged_at_step is not None else outcome.value
             summaries.append({**summary, "state": "COMPLETE", "value": value})
-            trial.set_user_attr(RUNS_ATTR, summaries)
             if run.role == "source":
                 source_values.append(value)
         trial.set_user_attr(RUNS_ATTR, summaries)
@@ -274,7 +275,7 @@ class SweepObjective:
                 last_value[:] = [float(value)]
             if reports and value is not None and math.isfinite(value):
                 trial.report(float(value), step=result.epoch)
-                if trial.should_prune():
+                if self._prunes and trial.should_prune():
                     raise optuna.TrialPruned(
                         f"pruned at epoch {result.epoch} with {objective} = {value:.4g}"
                     )

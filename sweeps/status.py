@@ -34,7 +34,7 @@ def status_table(snap: SweepSnapshot) -> Any:
     from rich.table import Table
 
     total = snap.n_trials if snap.n_trials is not None else "no limit"
-    counts = Table(title=f"Sweep {snap.name}: {snap.finished} of {total} finished")
+    counts = Table(title=f"Sweep {snap.name}: {snap.finished} of {total} finished", min_width=44)
     counts.add_column("state")
     counts.add_column("trials", justify="right")
     for state in ("COMPLETE", "PRUNED", "RUNNING", "WAITING", "FAIL"):

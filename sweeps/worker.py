@@ -166,13 +166,18 @@ def run_worker(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         with guard:
+            next_stale_check = 0.0
             while signals.received is None and time.monotonic() < deadline:
-                retry_on_disconnect(lambda: fail_stale_trials(sweep.study), sweep.url)
+                # Looking for dead workers' trials costs a query: once per heartbeat.
+                if time.monotonic() >= next_stale_check:
+                    retry_on_disconnect(lambda: fail_stale_trials(sweep.study), sweep.url)
+                    next_stale_check = time.monotonic() + settings.heartbeat_interval
                 admission, trial = retry_on_disconnect(gate.ask, sweep.url)
                 if admission is Admission.DONE:
                     break
                 if trial is None:
                     time.sleep(WAIT_POLL_S)
+                    next_stale_check = 0.0
                     continue
                 state = _run_trial(sweep.study, trial, objective, signals, settings, summary)
                 if state is TrialState.FAIL and signals.received is None:

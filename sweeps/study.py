@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Final
 import optuna
 import sqlalchemy as sa
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
 from storage.engine import create_engine, hide_password, normalize_url, unavailable_error
@@ -353,7 +354,13 @@ class TrialGate:
             admission = self.admission()
             if admission is not Admission.START:
                 return admission, None
-            return admission, self._sweep.study.ask()
+            trial = self._sweep.study.ask()
+            # Optuna never fails a RUNNING trial without a heartbeat: record one at once,
+            # so a worker killed before its heartbeat thread starts still loses the trial.
+            storage = self._sweep.study._storage
+            if is_heartbeat_enabled(storage):
+                storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
+            return admission, trial
 
 
 class _StaleTrialHandler:

@@ -14,7 +14,8 @@ Reported, per device and shape:
   SutskeverSGD's default (fused) and its multi-tensor and per-tensor paths, with the learning
   rate constant and with the learning rate changed before every step (the worst case: one
   rescaling ``_foreach_mul_`` per step);
-* the time ``correct_momentum`` adds to the step it wraps (goal <= 3 %), constant lr;
+* the time ``correct_momentum`` adds to the step it wraps (goal <= 3 %), constant lr: as a
+  paired ratio, and, below the noise floor of that ratio, the pre-hook's own time per step;
 * achieved bytes/s of each step (an SGD step with momentum reads θ, g, b and writes θ, b:
   5 x 4 bytes per float32 value) against a memory-bandwidth ceiling measured in the same run:
   an in-place ``x += s·y`` over flat buffers as large as the parameters (reads x, y, writes x:
@@ -80,7 +81,9 @@ def make_params(shapes: list[tuple[int, ...]], grads: list[torch.Tensor], device
     return params
 
 
-def variants(shapes: list[tuple[int, ...]], device: str) -> list[Variant]:
+def variants(
+    shapes: list[tuple[int, ...]], device: str, hook_alone: list[torch.optim.Optimizer]
+) -> list[Variant]:
     grads = [torch.randn(s, device=device) * 1e-3 for s in shapes]
 
     def new(factory: Callable[..., torch.optim.Optimizer], **kw: object) -> torch.optim.Optimizer:
@@ -104,6 +107,7 @@ def variants(shapes: list[tuple[int, ...]], device: str) -> list[Variant]:
         ours_changing.param_groups[0]["lr"] = next(lrs)
         ours_changing.step()
 
+    hook_alone.append(torch_corrected)
     return [
         Variant("torch SGD fused", torch_fused.step),
         Variant("torch SGD fused, A/A control", torch_fused_again.step, "torch SGD fused"),
@@ -125,6 +129,19 @@ def variants(shapes: list[tuple[int, ...]], device: str) -> list[Variant]:
 def axpy(n_values: int, device: str) -> Callable[[], None]:
     x, y = (torch.randn(n_values, device=device) for _ in range(2))
     return lambda: x.add_(y, alpha=1e-6)
+
+
+def correction_hook_seconds(optimizer: torch.optim.Optimizer, calls: int = 2000) -> float:
+    """Median seconds of one call of the step pre-hook(s) ``correct_momentum`` registered."""
+    hooks = list(optimizer._optimizer_step_pre_hooks.values())
+    samples = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(calls):
+            for hook in hooks:
+                hook(optimizer, (), {})
+        samples.append((time.perf_counter() - start) / calls)
+    return statistics.median(samples)
 
 
 def synchronize(device: str) -> None:
@@ -177,7 +194,8 @@ def main() -> None:
     for device in devices:
         for shape_name, shapes in SHAPES.items():
             n_values = sum(torch.Size(s).numel() for s in shapes)
-            found = variants(shapes, device)
+            corrected: list[torch.optim.Optimizer] = []
+            found = variants(shapes, device, corrected)
             timed = {v.name: v.step for v in found}
             timed["bandwidth axpy"] = axpy(n_values, device)
             samples = measure(timed, device, args.repetitions, args.steps)
@@ -196,6 +214,12 @@ def main() -> None:
                 print(f"| {variant.name} | {seconds * 1e3:.2f} | {ratio} | "
                       f"{variant.baseline or ''} | {rate / 1e9:.1f} | "
                       f"{100 * rate / ceiling:.0f} % |")  # fmt: skip
+            hook = correction_hook_seconds(corrected[0])
+            step = statistics.median(samples["torch SGD fused"])
+            print(
+                "\ncorrect_momentum(like='sutskever') pre-hook alone, constant lr: "
+                f"{hook * 1e6:.1f} µs per step = {100 * hook / step:.2f} % of the fused step"
+            )
 
 
 if __name__ == "__main__":

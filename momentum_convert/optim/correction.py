@@ -121,7 +121,7 @@ def correct_momentum(optimizer: Optimizer, like: str) -> MomentumCorrection:
         raise ConventionError(
             "this optimizer already has a momentum correction; remove() it before adding another."
         )
-    optimizer._momentum_correction = like  # type: ignore[attr-defined]
+    optimizer._momentum_correction = like  # type: ignore[union-attr]
     if isinstance(optimizer, SutskeverSGD):
         optimizer._lr_outside = True
         return MomentumCorrection(optimizer, "pytorch", None)

@@ -140,7 +140,7 @@ def _lr_outside_step(
         if found_inf is not None and bool(found_inf.item()):
             return
         if grad_scale is not None:
-            grads = torch._foreach_div(grads, grad_scale)
+            grads = list(torch._foreach_div(grads, grad_scale))
         grad_scale = found_inf = None
     lr_outside_sgd(
         params,

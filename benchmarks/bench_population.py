@@ -1,0 +1,127 @@
+"""Trials per second: a population of K trials trained as one model vs one trial at a time.
+
+Run: ``python benchmarks/bench_population.py [--population 64] [--epochs 10] [--repeat 3]``.
+
+Both sides train the same planned runs of ``digits-mlp`` (10 epochs, batch size 32, a
+random lr and momentum per trial, half ``pytorch`` and half ``sutskever``, each with its
+own seed) on one intra-op thread, as a sweep worker does:
+
+* baseline: :func:`sweeps.training.train_run`, one trial after another (a sample of the
+  trials, timed per trial);
+* population: :func:`sweeps.population.train_population` on all K trials at once.
+
+``--vmap`` forces the general ``torch.func.vmap`` forward pass and loss instead of the
+batched-matmul path that ``StackedModel`` picks for a sequential MLP, to compare the two.
+The two sides are measured alternately ``--repeat`` times and the best of each is kept (the
+machine is shared; the best is the least disturbed). Prints a Markdown table; the goal on
+a 2-core CPU is a ratio of at least 5 at K = 64.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sweeps.pairing import PlannedRun
+from sweeps.population import train_population, trainer
+from sweeps.search_space import Configuration
+from sweeps.tasks import get_task
+from sweeps.training import train_run
+
+
+def random_runs(task_name: str, count: int, epochs: int, batch_size: int) -> list[PlannedRun]:
+    """``count`` trials with a log-uniform lr, uniform momentum, alternating formulation."""
+    task = get_task(task_name)
+    steps = epochs * task.build(seed=0, batch_size=batch_size, device="cpu").steps_per_epoch
+    rng = np.random.default_rng(0)
+    runs = []
+    for i in range(count):
+        lr, momentum = float(10 ** rng.uniform(-2, -0.5)), float(rng.uniform(0.5, 0.95))
+        configuration = Configuration(
+            lr=lr, momentum=momentum, weight_decay=1e-4, nesterov=False,
+            schedule="constant", batch_size=batch_size, epochs=epochs,
+        )  # fmt: skip
+        runs.append(
+            PlannedRun(
+                role="source",
+                optimizer=("pytorch", "sutskever")[i % 2],
+                seed=i,
+                configuration=configuration,
+                lr=np.full(steps, lr),
+                momentum=np.full(steps, momentum),
+                schedule="constant",
+                hyperparameters={},
+                optimizer_hyperparameters={},
+                weight_decay=1e-4,
+            )
+        )
+    return runs
+
+
+def one_at_a_time(task_name: str, runs: list[PlannedRun]) -> float:
+    """Seconds per trial, training ``runs`` one after another."""
+    task = get_task(task_name)
+    start = time.perf_counter()
+    for run in runs:
+        train_run(task, run)
+    return (time.perf_counter() - start) / len(runs)
+
+
+def together(task_name: str, runs: list[PlannedRun]) -> float:
+    """Seconds per trial, training ``runs`` as one population."""
+    task = get_task(task_name)
+    start = time.perf_counter()
+    train_population(task, runs)
+    return (time.perf_counter() - start) / len(runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="digits-mlp")
+    parser.add_argument("--population", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--sample", type=int, default=8, help="trials timed one at a time")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--vmap", action="store_true", help="force the vmap forward and loss")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.vmap:
+        from sweeps.population import losses, stacked
+
+        stacked.direct_layers = lambda model: False  # type: ignore[assignment]
+        general = losses.population_loss
+
+        def vmap_loss(loss_fn: losses.LossFn) -> Callable[[Tensor, Tensor, bool], Tensor]:
+            return general(lambda output, target: loss_fn(output, target))
+
+        losses.population_loss = vmap_loss  # type: ignore[assignment]
+        trainer.population_loss = vmap_loss  # type: ignore[attr-defined]
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__},")
+    print(f"{args.threads} intra-op thread(s); {args.task}, {args.epochs} epochs, batch size"
+          f" {args.batch_size}; best of {args.repeat};"
+          f" {'vmap' if args.vmap else 'automatic'} forward pass\n")  # fmt: skip
+    print("| K | one at a time (trials/s) | population (trials/s) | speed-up |")
+    print("|---:|---:|---:|---:|")
+    largest = max(args.population)
+    runs = random_runs(args.task, largest, args.epochs, args.batch_size)
+    for k in args.population:
+        alone, stacked = [], []
+        for _ in range(args.repeat):
+            alone.append(one_at_a_time(args.task, runs[: args.sample]))
+            stacked.append(together(args.task, runs[:k]))
+        a, s = min(alone), min(stacked)
+        print(f"| {k} | {1 / a:.1f} | {1 / s:.1f} | {a / s:.1f}× |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,8 @@
 """Speed of ``SutskeverSGD`` and ``correct_momentum`` against ``torch.optim.SGD``, in one run.
 
 Shapes: the 62 parameter tensors of ResNet-18 (11.7M float32 values, built here without
-torchvision) and 2,000 tensors x 1,000 values. On CPU with 2 threads, and on CUDA when a GPU
+torchvision) and 2,000 tensors x 1,000 values; then 62 and 2,000 tensors of one value each,
+where the step is pure per-tensor and Python overhead. On CPU with 2 threads, and on CUDA when a GPU
 is present. Every variant gets its own parameters and momentum state and shares one set of
 fixed gradients; momentum 0.9 and weight decay 1e-4 everywhere. Repetitions are interleaved
 (every variant once per repetition, in a new random order each time) so that load on the machine
@@ -64,6 +65,9 @@ def resnet18_shapes() -> list[tuple[int, ...]]:
 SHAPES = {
     "resnet18 (62 tensors, 11.7M)": resnet18_shapes(),
     "2000 x 1000": [(1000,)] * 2000,
+    # One value per tensor: the step is all per-tensor and Python overhead, no memory traffic.
+    "overhead only, 62 x 1": [(1,)] * 62,
+    "overhead only, 2000 x 1": [(1,)] * 2000,
 }
 
 
@@ -186,6 +190,7 @@ def main() -> None:
     parser.add_argument("--repetitions", type=int, default=40)
     parser.add_argument("--steps", type=int, default=1, help="steps timed per repetition")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", default="", help="run only the shapes whose name contains this")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -193,6 +198,8 @@ def main() -> None:
           f"{torch.get_num_threads()} threads, devices: {', '.join(devices)}")  # fmt: skip
     for device in devices:
         for shape_name, shapes in SHAPES.items():
+            if args.only not in shape_name:
+                continue
             n_values = sum(torch.Size(s).numel() for s in shapes)
             corrected: list[torch.optim.Optimizer] = []
             found = variants(shapes, device, corrected)

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import math
 import os
+import queue
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -88,6 +90,11 @@ class DatabaseRecorder:
 
     Each write is retried while the database is unreachable (a server restart costs a
     pause, not the trial); every write is idempotent or guarded by the run's id.
+
+    Epoch metrics are written by a background thread (one bulk INSERT per epoch, in order),
+    so training does not wait for the database's commit; :meth:`finish` first waits until
+    the run's epochs are written, so a finished run always has all of them. A worker killed
+    with SIGKILL loses at most the epoch being written, which its retry trains again.
     """
 
     engine: Engine
@@ -102,6 +109,49 @@ class DatabaseRecorder:
         from storage.engine import session_factory
 
         self._sessions = session_factory(self.engine)
+        self._epochs: queue.Queue[tuple[int, EpochResult] | None] = queue.Queue()
+        self._writer_error: BaseException | None = None
+        self._writer = threading.Thread(
+            target=self._write_epochs, name="sweeps-epoch-writer", daemon=True
+        )
+        self._writer.start()
+
+    def _write_epochs(self) -> None:
+        from storage import records
+
+        while True:
+            item = self._epochs.get()
+            try:
+                if item is None:
+                    return
+                if self._writer_error is not None:
+                    continue
+                run_id, result = item
+
+                def write(run_id: int = run_id, result: EpochResult = result) -> None:
+                    with self._sessions.begin() as session:
+                        records.record_epoch(
+                            session, run_id, result.epoch, result.metrics, result.wall_time
+                        )
+
+                retry_on_disconnect(write, self.url)
+            except BaseException as exc:
+                self._writer_error = exc
+            finally:
+                self._epochs.task_done()
+
+    def flush(self) -> None:
+        """Wait until every queued epoch is written; raise the writer's error, if any."""
+        self._epochs.join()
+        if self._writer_error is not None:
+            error, self._writer_error = self._writer_error, None
+            raise error
+
+    def close(self) -> None:
+        """Write what is queued and stop the writer thread."""
+        self._epochs.join()
+        self._epochs.put(None)
+        self._writer.join(timeout=60)
 
     def start(
         self,
@@ -146,15 +196,7 @@ class DatabaseRecorder:
         return int(retry_on_disconnect(write, self.url))
 
     def epoch(self, run_id: int, result: EpochResult) -> None:
-        from storage import records
-
-        def write() -> None:
-            with self._sessions.begin() as session:
-                records.record_epoch(
-                    session, run_id, result.epoch, result.metrics, wall_time=result.wall_time
-                )
-
-        retry_on_disconnect(write, self.url)
+        self._epochs.put((run_id, result))
 
     def finish(
         self,
@@ -166,6 +208,13 @@ class DatabaseRecorder:
         diverged_at_step: int | None = None,
     ) -> None:
         from storage import records
+
+        try:
+            self.flush()
+        except BaseException as exc:
+            if state != "FAIL":
+                raise
+            failure_reason = failure_reason or f"metrics not written: {exc}"
 
         def write() -> None:
             with self._sessions.begin() as session:

@@ -189,6 +189,7 @@ def run_worker(
                 else:
                     summary.failures.clear()
     finally:
+        recorder.close()
         sweep.close()
     summary.stopped_by = signals.received
     return summary

@@ -107,7 +107,7 @@ def test_pruned_trial_records_its_run_pruned_and_skips_the_rest():
             return True
 
     recorder = ListRecorder()
-    objective = SweepObjective(make_spec(), recorder)
+    objective = SweepObjective(make_spec(pruner="median"), recorder)
     study = optuna.create_study(pruner=AlwaysPrune())
     study.optimize(objective, n_trials=1)
     assert study.trials[0].state is optuna.trial.TrialState.PRUNED

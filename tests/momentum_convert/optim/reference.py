@@ -34,16 +34,17 @@ class Problem:
     nesterov: bool
     maximize: bool = False
     idle_every: int = 0  # > 0: parameter i of group g gets no gradient when this divides t+3g+i
+    late_start: bool = False  # the idle rule applies at step 0 too: some parameters start late
 
     def idle(self, step: int, group: int, index: int) -> bool:
         """Whether that parameter has no gradient at ``step`` (it then takes no step at all).
 
-        Every parameter steps at step 0: ``torch.optim.SGD(fused=True)`` 2.13 fails with a
-        ``TypeError`` when a parameter takes its first step after the others.
+        Unless ``late_start``, every parameter steps at step 0: ``torch.optim.SGD(fused=True)``
+        2.13 fails with a ``TypeError`` when a parameter takes its first step after the others.
         """
-        return (
-            self.idle_every > 0 and step > 0 and (step + 3 * group + index) % self.idle_every == 0
-        )
+        if self.idle_every == 0 or (step == 0 and not self.late_start):
+            return False
+        return (step + 3 * group + index) % self.idle_every == 0
 
     @property
     def steps(self) -> int:

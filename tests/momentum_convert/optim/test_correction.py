@@ -101,6 +101,17 @@ def test_sutskever_sgd_with_pytorch_correction_matches_torch_sgd_and_form_p(
     assert max_relative_error(actual, run(torch_sgd(problem, path), problem)) < 1e-10
 
 
+@pytest.mark.parametrize("path", sorted(TORCH_PATHS))
+def test_pytorch_correction_with_late_starting_parameters_matches_form_p(path: str) -> None:
+    # PyTorch's first-step rule b_1 = ĝ_1 applies per parameter, also to late starters (where
+    # torch.optim.SGD(fused=True) itself raises a TypeError; SutskeverSGD falls back to foreach).
+    problem = make_problem(7, steps=120, n_groups=2, dampening=0.2, idle_every=3)
+    problem.late_start = True
+    optimizer = sutskever_sgd(problem, path)
+    correct_momentum(optimizer, like="pytorch")
+    assert max_relative_error(run(optimizer, problem), form_p(problem)) < 1e-10
+
+
 def test_remove_returns_each_optimizer_to_its_own_family() -> None:
     problem = make_problem(9, steps=150, n_groups=2, nesterov=True)
     sutskever = sutskever_sgd(problem)

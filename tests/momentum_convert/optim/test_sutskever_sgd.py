@@ -74,6 +74,13 @@ def test_zero_learning_rates_keep_moving_by_the_velocity_like_form_s(
     assert max_relative_error(actual, expected) < 1e-10
 
 
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_parameters_that_start_late_or_skip_steps_match_form_s(path: str) -> None:
+    problem = make_problem(6, steps=120, n_groups=2, dampening=0.2, idle_every=3)
+    problem.late_start = True  # the first parameter of each group first steps at step 1
+    assert max_relative_error(run(sutskever_sgd(problem, path), problem), form_s(problem)) < 1e-10
+
+
 def test_maximize_matches_form_s_on_the_negated_gradient() -> None:
     problem = make_problem(11, steps=200, maximize=True, weight_decay=0.01)
     actual = run(sutskever_sgd(problem, "fused"), problem)

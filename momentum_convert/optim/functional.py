@@ -92,9 +92,12 @@ def sutskever_sgd(
         # exact because the velocity was zero. Classical momentum folds the rescaling into the
         # kernel's momentum, μ b + ĝ with b <- r b being (μ r) b + ĝ: no extra pass over memory.
         # Nesterov's look-ahead needs the plain μ (REFERENCE.md, "Nesterov"), and a step that
-        # GradScaler may skip must not lose the rescaling, so those rescale explicitly.
+        # GradScaler may skip must not lose the rescaling, so those rescale explicitly. So
+        # does a momentum whose product with the ratio underflows to 0: torch's kernel would
+        # then skip the buffer altogether and drop the velocity.
         ratio = buffer_lr / lr
-        if nesterov or buffer_lr == 0 or found_inf is not None:
+        folded_momentum_vanishes = momentum != 0 and momentum * ratio == 0
+        if nesterov or buffer_lr == 0 or found_inf is not None or folded_momentum_vanishes:
             torch._foreach_mul_(existing, ratio)
         else:
             momentum = momentum * ratio

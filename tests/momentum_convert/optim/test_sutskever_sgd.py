@@ -232,3 +232,23 @@ def test_cuda_matches_form_s(path: str) -> None:
 
 def params_of_cpu(optimizer: torch.optim.Optimizer) -> list[list[np.ndarray]]:
     return [[p.detach().cpu().numpy() for p in g["params"]] for g in optimizer.param_groups]
+
+
+@pytest.mark.parametrize("path", ["single", "foreach", "fused"])
+def test_a_vanishing_momentum_at_an_lr_change_keeps_the_velocity_like_form_s(path: str) -> None:
+    """A momentum so small that ``momentum · s/η`` underflows must not drop the velocity.
+
+    The training loop writes the smallest positive double for a momentum of exactly 0
+    (``sweeps.training.STATE_KEEPING_MOMENTUM``). Folding the state rescaling into that
+    momentum underflows to 0, and torch's kernel then skips the buffer. Form S by hand:
+    v = -0.01, θ = -0.01; v = -0.2, θ = -0.21; (η = 0) v = 0.5·v = -0.1, θ = -0.31.
+    """
+    theta = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    options = {"single": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
+    optimizer = SutskeverSGD([theta], lr=0.01, momentum=0.5, **options[path])
+    for lr, momentum, grad in ((0.01, 5e-324, 1.0), (0.1, 5e-324, 2.0), (0.0, 0.5, 0.0)):
+        optimizer.param_groups[0]["lr"] = lr
+        optimizer.param_groups[0]["momentum"] = momentum
+        theta.grad = torch.tensor([grad], dtype=torch.float64)
+        optimizer.step()
+    assert theta.item() == pytest.approx(-0.31, rel=1e-12)

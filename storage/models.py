@@ -9,8 +9,12 @@ storage uses Alembic's default ``alembic_version``).
   gives up to three runs, told apart by ``role``: ``source`` (the sampled configuration in
   its own family), ``converted`` (the exactly converted configuration in the other family)
   and ``naive`` (the same numbers run unchanged in the other family).
+- :class:`MetricName` (``ms_metric_names``): the metric names, each with a small integer
+  id; the standard names (:data:`STANDARD_METRICS`) have the ids 1 to 5 in every database.
 - :class:`EpochMetric` (``ms_epoch_metrics``): per-epoch metrics in long format, one row
-  per (run, epoch, metric name).
+  per (run, epoch, metric id); all numbers, so that reading millions of rows moves no text.
+  On SQLite the table is ``WITHOUT ROWID``: its rows are stored in primary-key order, so
+  one sweep's rows are a few contiguous ranges and the table needs no second B-tree.
 - :class:`ReportArtifact` (``ms_report_artifacts``): files a report wrote for a sweep.
 
 Non-finite metric values: PostgreSQL stores NaN and +-inf as they are. SQLite stores inf
@@ -26,6 +30,7 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.associationproxy import AssociationProxy, association_proxy
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 ROLES: Final = ("source", "converted", "naive")
@@ -40,7 +45,9 @@ STATES: Final = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 FINISHED_STATES: Final = ("COMPLETE", "PRUNED", "FAIL")
 
 STANDARD_METRICS: Final = ("train_loss", "val_loss", "val_accuracy", "lr", "momentum")
-"""Metric names the sweeps write; ``lr`` and ``momentum`` are the values actually used."""
+"""Metric names the sweeps write; ``lr`` and ``momentum`` are the values actually used.
+
+Every database holds them in ``ms_metric_names`` with the ids 1 to 5, in this order."""
 
 NAMING_CONVENTION: Final = {
     "ix": "ix_%(column_0_label)s",
@@ -157,19 +164,39 @@ class TrialRun(Base):
         )
 
 
+class MetricName(Base):
+    """A metric name and its integer id (what ``ms_epoch_metrics`` stores per row)."""
+
+    __tablename__ = "ms_metric_names"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(64), unique=True)
+
+    def __repr__(self) -> str:
+        return f"MetricName(id={self.id!r}, name={self.name!r})"
+
+
 class EpochMetric(Base):
     """One metric of one run at the end of one epoch (long format)."""
 
     __tablename__ = "ms_epoch_metrics"
+    __table_args__ = {"sqlite_with_rowid": False}  # noqa: RUF012 (read by SQLAlchemy)
 
     trial_run_id: Mapped[int] = mapped_column(
         sa.ForeignKey("ms_trial_runs.id", ondelete="CASCADE"), primary_key=True
     )
     epoch: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
-    metric: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    metric_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("ms_metric_names.id"), primary_key=True, autoincrement=False
+    )
+    """The :class:`MetricName` id (``storage.records.record_epoch`` takes names)."""
     value: Mapped[float] = mapped_column(MetricValue, nullable=True)
     wall_time: Mapped[float] = mapped_column(sa.Float(precision=53))
     """Seconds since the run started."""
+
+    metric_name: Mapped[MetricName] = relationship(lazy="joined", innerjoin=True)
+    metric: AssociationProxy[str] = association_proxy("metric_name", "name")
+    """The metric's name (read through :class:`MetricName`)."""
 
 
 class ReportArtifact(Base):

@@ -1,4 +1,4 @@
-"""Reading results as pandas DataFrames, each frame from one SQL ``select()``.
+"""Reading results as pandas DataFrames.
 
 ``url_or_engine`` is a URL string (an engine is created and disposed for the call), an
 :class:`~sqlalchemy.engine.Engine`, or None for :func:`storage.engine.default_url`.
@@ -7,35 +7,59 @@ when there is no such sweep); None reads every sweep.
 
 Speed: per-epoch metrics are millions of rows. Building one Python object per cell (what
 ``pandas.read_sql`` over SQLAlchemy or a DBAPI cursor does) costs seconds per million rows,
-so :func:`metrics_frame` fetches through ADBC when its driver is installed
-(``adbc-driver-sqlite`` / ``adbc-driver-postgresql``): ``pandas.read_sql`` then receives
-the rows as Arrow columns, built in C, and the text columns stay dictionary-encoded.
+so :func:`metrics_frame` reads its numeric columns through ADBC when the driver is
+installed (``adbc-driver-sqlite`` / ``adbc-driver-postgresql``): Arrow columns built in C.
 Without the driver (or for MySQL/MariaDB and in-memory SQLite) it reads the same
-statement through SQLAlchemy; the frame is identical, only slower.
+statements through SQLAlchemy; the frame is identical, only slower.
 
-All functions are thread-safe (each call uses its own connection) and raise
-:class:`~storage.errors.StorageUnavailableError` when the database cannot be reached.
+SQLite through ADBC: the ADBC driver carries its own copy of the SQLite library, and two
+copies in one process do not see each other's POSIX locks; closing a file through one copy
+drops the locks the other holds (https://www.sqlite.org/howtocorrupt.html, 2.2.1). A
+closed ADBC connection therefore let another process delete the WAL file under this
+process's open SQLAlchemy connections (seen here: later reads missed committed rows). So
+the ADBC side opens each database file read-only (it never checkpoints or deletes the WAL),
+in autocommit (each read sees the newest commit), once per process and file, and keeps it
+open until the process ends. What remains: a read through ADBC ends by unlocking its WAL
+read mark, which also releases that mark for a read transaction another thread of this
+process has open through SQLAlchemy on the same file at that moment.
+
+All functions are thread-safe and raise :class:`~storage.errors.StorageUnavailableError`
+when the database cannot be reached.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Final
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
 from storage.engine import create_engine, read_only, unavailable_as_storage_error
 from storage.errors import SweepNotFoundError
-from storage.models import STATES, EpochMetric, Sweep, TrialRun
+from storage.models import STATES, EpochMetric, MetricName, Sweep, TrialRun
 
 RUN_KEY_COLUMNS: Final = ("sweep", "trial", "optimizer", "role", "seed", "attempt")
 """Columns that identify one run in both frames (a trial has one run per role)."""
 
 _CATEGORIES: Final = ("sweep", "optimizer", "role", "metric", "state")
+_ROW_DTYPES: Final = (
+    ("trial_run_id", np.int64),
+    ("epoch", np.int64),
+    ("metric_id", np.int64),
+    ("value", np.float64),
+    ("wall_time", np.float64),
+)
+_SQLITE_READERS: dict[tuple[int, int, int], Any] = {}
+"""ADBC connections by (process id, device, inode) of the SQLite file, kept open on purpose."""
+_SQLITE_READERS_LOCK: Final = threading.Lock()
 _ADBC_DRIVERS: Final = {"sqlite": "adbc_driver_sqlite", "postgresql": "adbc_driver_postgresql"}
 
 
@@ -123,42 +147,113 @@ def metrics_frame(
     ``momentum``, ...), ``value`` (float64; NaN and +-inf where the run produced them),
     ``wall_time`` (float64, seconds since the run started).
 
-    Rows come in storage order (grouped by run, epochs ascending as written); sort if you
-    need another order. Join with :func:`trials_frame` on :data:`RUN_KEY_COLUMNS`.
+    Rows are grouped by run, epochs ascending within a run on SQLite (the table is stored
+    in that order); otherwise in no promised order: sort if you need one. Join with
+    :func:`trials_frame` on :data:`RUN_KEY_COLUMNS`.
+
+    How (three statements, not one, for speed): a join that repeats the run's text columns
+    on each of millions of rows makes the database build and send those strings millions of
+    times, and pandas hash them back into categories. So the big statement reads only
+    ``ms_epoch_metrics``' five numeric columns (``trial_run_id, epoch, metric_id, value,
+    wall_time``; one sweep is selected by ``trial_run_id IN (its runs)``, which the primary
+    key serves), as Arrow columns through ADBC (PostgreSQL: binary ``COPY``). Two small
+    statements then read the runs (one row each) and the metric names; the text columns
+    are categoricals whose codes are taken from those rows with integer indexing, with no
+    per-row Python. The big statement runs first: runs and names are only ever added
+    before the metric rows that use them, so every row it returns finds its run and name
+    (rows of a run deleted in between are dropped).
     """
+    with _engine(url_or_engine) as engine:
+        sweep_id = None if sweep is None else _sweep_id(engine, sweep)
+        with unavailable_as_storage_error(engine.url):
+            statement = _metric_rows_statement(sweep_id, engine.dialect.name)
+            rows = _read_numeric(statement, engine)
+            with read_only(engine) as connection:
+                runs = _run_keys(connection, sweep_id)
+                names = dict(connection.execute(sa.select(MetricName.id, MetricName.name)).all())
+    return _assemble_metrics(rows, runs, names)
+
+
+def _metric_rows_statement(
+    sweep_id: int | None, dialect: str
+) -> sa.Select[Any] | sa.CompoundSelect[Any]:
     statement = sa.select(
-        Sweep.name.label("sweep"),
-        TrialRun.trial_number.label("trial"),
-        TrialRun.optimizer,
-        TrialRun.role,
-        TrialRun.seed,
-        TrialRun.attempt,
+        EpochMetric.trial_run_id,
         EpochMetric.epoch,
-        EpochMetric.metric,
+        EpochMetric.metric_id,
         EpochMetric.value,
         EpochMetric.wall_time,
-    ).select_from(
-        sa.join(EpochMetric, TrialRun, TrialRun.id == EpochMetric.trial_run_id).join(
-            Sweep, Sweep.id == TrialRun.sweep_id
+    )
+    if sweep_id is not None:
+        runs = sa.select(TrialRun.id).where(TrialRun.sweep_id == sweep_id)
+        statement = statement.where(EpochMetric.trial_run_id.in_(runs.scalar_subquery()))
+    if dialect != "sqlite":
+        return statement
+    # SQLite's ADBC driver types each Arrow column by the values of the first batch of rows:
+    # a batch whose values are all NULL (NaN) would make ``value`` int64 and the next batch
+    # of REALs fail. So a typed first row leads, for a run id that does not exist (-1);
+    # assembling the frame drops it with any other row whose run is unknown.
+    typed_first_row = sa.select(
+        *(
+            sa.literal(value).label(column)
+            for (column, _), value in zip(_ROW_DTYPES, (-1, 0, 0, 0.5, 0.5), strict=True)
         )
     )
-    with _engine(url_or_engine) as engine:
-        if sweep is not None:
-            _check_sweep(engine, sweep)
-            statement = statement.where(Sweep.name == sweep)
-        with unavailable_as_storage_error(engine.url):
-            frame = _read_columnar(statement, engine)
-    frame = frame.astype(
-        {
-            "trial": "int64",
-            "seed": "int64",
-            "attempt": "int64",
-            "epoch": "int64",
-            "value": "float64",
-            "wall_time": "float64",
-        }
+    return sa.union_all(typed_first_row, statement)
+
+
+def _run_keys(connection: sa.Connection, sweep_id: int | None) -> pd.DataFrame:
+    """The runs' key columns, sorted by run id (``id`` is not returned as a column)."""
+    statement = (
+        sa.select(
+            TrialRun.id,
+            Sweep.name.label("sweep"),
+            TrialRun.trial_number.label("trial"),
+            TrialRun.optimizer,
+            TrialRun.role,
+            TrialRun.seed,
+            TrialRun.attempt,
+        )
+        .join(Sweep, Sweep.id == TrialRun.sweep_id)
+        .order_by(TrialRun.id)
     )
-    return _categorize(frame)
+    if sweep_id is not None:
+        statement = statement.where(TrialRun.sweep_id == sweep_id)
+    runs = pd.read_sql(statement, connection)
+    return runs.astype(
+        {"id": "int64", "trial": "int64", "seed": "int64", "attempt": "int64"}
+    ).set_index("id")
+
+
+def _assemble_metrics(
+    rows: dict[str, np.ndarray], runs: pd.DataFrame, names: dict[int, str]
+) -> pd.DataFrame:
+    """The long frame from numeric metric rows, run keys by run id and names by id."""
+    rows = {column: rows[column].astype(dtype, copy=False) for column, dtype in _ROW_DTYPES}
+    run_ids = runs.index.to_numpy()
+    position = np.searchsorted(run_ids, rows["trial_run_id"])
+    found = position < len(run_ids)
+    found[found] = run_ids[position[found]] == rows["trial_run_id"][found]
+    if not found.all():  # runs deleted between the statements
+        rows = {column: values[found] for column, values in rows.items()}
+        position = position[found]
+    by_name = sorted(names, key=names.__getitem__)
+    code_of_id = np.full(max(names, default=0) + 1, -1, dtype=np.int64)
+    code_of_id[by_name] = np.arange(len(by_name))
+    columns: dict[str, Any] = {}
+    for column in ("sweep", "trial", "optimizer", "role", "seed", "attempt"):
+        if column in ("sweep", "optimizer", "role"):
+            categorical = pd.Categorical(runs[column])
+            columns[column] = _used_categories(categorical.codes[position], categorical.categories)
+        else:
+            columns[column] = runs[column].to_numpy()[position]
+    columns["epoch"] = rows["epoch"]
+    columns["metric"] = _used_categories(
+        code_of_id[rows["metric_id"]], pd.Index([names[i] for i in by_name], dtype=object)
+    )
+    columns["value"] = rows["value"]
+    columns["wall_time"] = rows["wall_time"]
+    return pd.DataFrame(columns, copy=False)
 
 
 def sweeps_frame(url_or_engine: Engine | str | URL | None = None) -> pd.DataFrame:
@@ -220,32 +315,56 @@ def _engine(url_or_engine: Engine | str | URL | None) -> Iterator[Engine]:
         engine.dispose()
 
 
+def _used_categories(codes: np.ndarray, categories: pd.Index) -> pd.Categorical:
+    """A categorical from integer codes, keeping only the categories that occur."""
+    return pd.Categorical.from_codes(codes, categories=categories).remove_unused_categories()
+
+
 def _check_sweep(engine: Engine, sweep: str) -> None:
+    _sweep_id(engine, sweep)
+
+
+def _sweep_id(engine: Engine, sweep: str) -> int:
+    """The id of the sweep called ``sweep``; SweepNotFoundError naming the stored ones."""
+    with unavailable_as_storage_error(engine.url), read_only(engine) as connection:
+        sweep_id = connection.scalar(sa.select(Sweep.id).where(Sweep.name == sweep))
+    if sweep_id is not None:
+        return int(sweep_id)
     names = sweep_names(engine)
-    if sweep not in names:
-        stored = ", ".join(names) if names else "none"
-        raise SweepNotFoundError(
-            f"No sweep named {sweep!r} in {engine.url.render_as_string(hide_password=True)};"
-            f" stored sweeps: {stored}."
-        )
+    stored = ", ".join(names) if names else "none"
+    raise SweepNotFoundError(
+        f"No sweep named {sweep!r} in {engine.url.render_as_string(hide_password=True)};"
+        f" stored sweeps: {stored}."
+    )
 
 
-def _read_columnar(statement: sa.Select[Any], engine: Engine) -> pd.DataFrame:
-    """``pandas.read_sql`` through ADBC (Arrow columns) when possible, else SQLAlchemy."""
+def _read_numeric(
+    statement: sa.Select[Any] | sa.CompoundSelect[Any], engine: Engine
+) -> dict[str, np.ndarray]:
+    """The numeric columns of ``statement`` as NumPy arrays (NULL floats as NaN).
+
+    Through ADBC (Arrow columns built in C) when possible, else ``pandas.read_sql`` over
+    SQLAlchemy (the same values, slower).
+    """
     uri = _adbc_uri(engine)
     if uri is None:
         with read_only(engine) as connection:
-            return pd.read_sql(statement, connection)
-    driver = importlib.import_module(_ADBC_DRIVERS[engine.dialect.name] + ".dbapi")
+            frame = pd.read_sql(statement, connection)
+        return {column: frame[column].to_numpy() for column in frame.columns}
     sql = str(statement.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
-    with driver.connect(uri) as connection:
+    with _adbc_connection(engine, uri) as connection:
         cursor = connection.cursor()
         try:
             cursor.execute(sql)
             table = cursor.fetch_arrow_table()
         finally:
             cursor.close()
-    return table.to_pandas(strings_to_categorical=True)
+    return {
+        name: table.column(name).to_numpy()
+        if table.column(name).null_count == 0
+        else table.column(name).cast("float64").fill_null(np.nan).to_numpy()
+        for name in table.column_names
+    }
 
 
 def _adbc_uri(engine: Engine) -> str | None:
@@ -256,10 +375,35 @@ def _adbc_uri(engine: Engine) -> str | None:
         return None
     url = engine.url
     if name == "sqlite":
-        if url.database in (None, "", ":memory:") or url.database.startswith("file:"):
+        database = url.database
+        if database in (None, "", ":memory:") or database.startswith("file:"):
             return None
-        return url.database
+        path = Path(database).resolve()
+        return f"{path.as_uri()}?mode=ro" if path.is_file() else None
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@contextmanager
+def _adbc_connection(engine: Engine, uri: str) -> Iterator[Any]:
+    """An ADBC connection to ``uri``: PostgreSQL a new one, SQLite the process's one.
+
+    SQLite: one read-only autocommit connection per process and database file (identified
+    by device and inode, so a file replaced at the same path gets a new one), never closed
+    while the process lives, used by one thread at a time (see the module docstring).
+    """
+    driver = importlib.import_module(_ADBC_DRIVERS[engine.dialect.name] + ".dbapi")
+    if engine.dialect.name != "sqlite":
+        with driver.connect(uri) as connection:
+            yield connection
+        return
+    status = os.stat(str(engine.url.database))
+    key = (os.getpid(), status.st_dev, status.st_ino)
+    with _SQLITE_READERS_LOCK:
+        connection = _SQLITE_READERS.get(key)
+        if connection is None:
+            connection = driver.connect(uri, autocommit=True)
+            _SQLITE_READERS[key] = connection
+        yield connection
 
 
 def _spread(column: pd.Series, prefix: str) -> pd.DataFrame:

@@ -32,6 +32,8 @@ from storage.models import (
     ROLES,
     STATES,
     EpochMetric,
+    MetricName,
+    MetricValue,
     ReportArtifact,
     Sweep,
     TrialRun,
@@ -111,30 +113,73 @@ def record_epoch(
     :class:`~storage.models.MetricValue`). ``wall_time`` is seconds since the run started.
     An empty mapping writes nothing.
 
+    Rows store the name's integer id from ``ms_metric_names``: the statement is an
+    ``INSERT ... SELECT`` over that table, so the ids cost no extra round trip. A name seen
+    for the first time in this database is added first (one more INSERT, once per name;
+    safe when several writers add it at once).
+
     Raises:
         StorageUsageError: a metric value is not a number.
         sqlalchemy.exc.IntegrityError: this epoch already has one of these metrics, or the
             run does not exist.
     """
-    rows = []
+    values: dict[str, float] = {}
     for name, value in metrics.items():
         try:
-            number = float(value)
+            values[name] = float(value)
         except (TypeError, ValueError):
             raise StorageUsageError(
                 f"The metric {name!r} of epoch {epoch} is {value!r}; metrics must be numbers."
             ) from None
-        rows.append(
-            {
-                "trial_run_id": trial_run_id,
-                "epoch": epoch,
-                "metric": name,
-                "value": number,
-                "wall_time": float(wall_time),
-            }
+    if not values:
+        return
+    written = _insert_epoch_rows(session, trial_run_id, epoch, values, float(wall_time))
+    if written < len(values):
+        missing = _missing_metric_names(session, values)
+        _add_metric_names(session, missing)
+        _insert_epoch_rows(
+            session, trial_run_id, epoch, {n: values[n] for n in missing}, float(wall_time)
         )
-    if rows:
-        session.execute(sa.insert(EpochMetric).values(rows))
+
+
+def _insert_epoch_rows(
+    session: Session, trial_run_id: int, epoch: int, values: Mapping[str, float], wall_time: float
+) -> int:
+    """``INSERT INTO ms_epoch_metrics SELECT ... FROM ms_metric_names``: rows written."""
+    value_by_name = sa.case(
+        {name: sa.literal(value, MetricValue()) for name, value in values.items()},
+        value=MetricName.name,
+    )
+    rows = sa.select(
+        sa.literal(trial_run_id, sa.Integer()),
+        sa.literal(epoch, sa.Integer()),
+        MetricName.id,
+        value_by_name,
+        sa.literal(wall_time, sa.Float(precision=53)),
+    ).where(MetricName.name.in_(list(values)))
+    result = session.execute(
+        sa.insert(EpochMetric)
+        .from_select(["trial_run_id", "epoch", "metric_id", "value", "wall_time"], rows)
+        .execution_options(preserve_rowcount=True)  # SQLAlchemy keeps INSERT rowcounts only so
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _missing_metric_names(session: Session, names: Iterable[str]) -> list[str]:
+    wanted = list(names)
+    known = set(session.scalars(sa.select(MetricName.name).where(MetricName.name.in_(wanted))))
+    return [name for name in wanted if name not in known]
+
+
+def _add_metric_names(session: Session, names: Iterable[str]) -> None:
+    """Add each name to ``ms_metric_names`` unless another writer just did."""
+    for name in names:
+        try:
+            with session.begin_nested():
+                session.execute(sa.insert(MetricName).values(name=name))
+        except sa.exc.IntegrityError:
+            if _missing_metric_names(session, [name]):
+                raise
 
 
 def finish_trial_run(

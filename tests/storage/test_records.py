@@ -360,3 +360,24 @@ def test_metrics_frame_is_the_same_with_and_without_adbc(
         plain.astype({"metric": str}).sort_values(key).reset_index(drop=True),
         check_categorical=False,
     )
+
+
+def test_metrics_frame_reads_a_long_stretch_of_nan_before_numbers(
+    engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    # More NaN rows than one fetch batch, then numbers: a reader that types a column by its
+    # first batch of values must still return floats.
+    with sessions.begin() as session:
+        sweep_id = _sweep(session)
+        diverged = add_trial_run(session, **_run_fields(sweep_id, 0))
+        healthy = add_trial_run(session, **_run_fields(sweep_id, 1))
+    with sessions.begin() as session:
+        for epoch in range(1100):
+            record_epoch(session, diverged.id, epoch, {"train_loss": math.nan}, float(epoch))
+        for epoch in range(3):
+            record_epoch(session, healthy.id, epoch, {"train_loss": 0.5 * epoch}, float(epoch))
+    frame = metrics_frame(engine, sweep="sweep-a")
+    assert frame["value"].dtype == "float64"
+    assert frame[frame["trial"] == 0]["value"].isna().sum() == 1100
+    assert sorted(frame[frame["trial"] == 1]["value"]) == [0.0, 0.5, 1.0]
+    assert len(frame) == 1103

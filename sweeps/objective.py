@@ -117,28 +117,39 @@ class DatabaseRecorder:
         self._writer.start()
 
     def _write_epochs(self) -> None:
+        """The writer thread: each transaction writes every epoch queued so far.
+
+        When training outpaces the database, epochs queue up and share one commit (group
+        commit); otherwise each epoch is its own bulk INSERT, committed as soon as it ends.
+        """
         from storage import records
 
         while True:
-            item = self._epochs.get()
+            batch = [self._epochs.get()]
+            while True:
+                try:
+                    batch.append(self._epochs.get_nowait())
+                except queue.Empty:
+                    break
+            epochs = [item for item in batch if item is not None]
             try:
-                if item is None:
-                    return
-                if self._writer_error is not None:
-                    continue
-                run_id, result = item
+                if epochs and self._writer_error is None:
 
-                def write(run_id: int = run_id, result: EpochResult = result) -> None:
-                    with self._sessions.begin() as session:
-                        records.record_epoch(
-                            session, run_id, result.epoch, result.metrics, result.wall_time
-                        )
+                    def write(epochs: list[tuple[int, EpochResult]] = epochs) -> None:
+                        with self._sessions.begin() as session:
+                            for run_id, result in epochs:
+                                records.record_epoch(
+                                    session, run_id, result.epoch, result.metrics, result.wall_time
+                                )
 
-                retry_on_disconnect(write, self.url)
+                    retry_on_disconnect(write, self.url)
             except BaseException as exc:
                 self._writer_error = exc
             finally:
-                self._epochs.task_done()
+                for _ in batch:
+                    self._epochs.task_done()
+            if len(epochs) < len(batch):
+                return
 
     def flush(self) -> None:
         """Wait until every queued epoch is written; raise the writer's error, if any."""
@@ -253,9 +264,11 @@ class SweepObjective:
         *,
         device: str = "cpu",
         train: Callable[..., RunOutcome] | None = None,
+        storage_url: str = "",
     ) -> None:
         from sweeps.tasks import get_task
 
+        self.storage_url = storage_url
         self.spec = spec
         self.recorder = recorder
         self.device = device
@@ -277,8 +290,9 @@ class SweepObjective:
         if history:
             self.recorder.fail_attempts(history, "superseded by a retry of its configuration")
         if history:  # a retry inherits its dead attempt's attributes
-            trial.set_user_attr(RUNS_ATTR, [])
-        trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
+            self._store(lambda: trial.set_user_attr(RUNS_ATTR, []))
+        worker = f"{socket.gethostname()}:{os.getpid()}"
+        self._store(lambda: trial.set_user_attr(WORKER_ATTR, worker))
 
         configuration = sample_configuration(self.spec, trial)
         first_seed = self.spec.seeds[0]
@@ -306,10 +320,15 @@ class SweepObjective:
             summaries.append({**summary, "state": "COMPLETE", "value": value})
             if run.role == "source":
                 source_values.append(value)
-        trial.set_user_attr(RUNS_ATTR, summaries)
+        self._store(lambda: trial.set_user_attr(RUNS_ATTR, summaries))
         if not source_values:
             raise RuntimeError("The trial planned no source run, so it has no objective value.")
         return float(sum(source_values) / len(source_values))
+
+    def _store(self, operation: Callable[[], Any]) -> Any:
+        """An Optuna storage call, retried while the database is unreachable (all are
+        idempotent: setting an attribute or an epoch's intermediate value again)."""
+        return retry_on_disconnect(operation, self.storage_url)
 
     def _train_one(
         self, trial: optuna.Trial, run: PlannedRun, run_id: int, epochs: int, reports: bool
@@ -323,8 +342,8 @@ class SweepObjective:
             if value is not None:
                 last_value[:] = [float(value)]
             if reports and value is not None and math.isfinite(value):
-                trial.report(float(value), step=result.epoch)
-                if self._prunes and trial.should_prune():
+                self._store(lambda: trial.report(float(value), step=result.epoch))
+                if self._prunes and self._store(trial.should_prune):
                     raise optuna.TrialPruned(
                         f"pruned at epoch {result.epoch} with {objective} = {value:.4g}"
                     )

@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -157,7 +158,7 @@ def run_worker(
         study_name=sweep.name,
         device=device,
     )
-    objective = SweepObjective(spec, recorder, device=device, train=train)
+    objective = SweepObjective(spec, recorder, device=device, train=train, storage_url=sweep.url)
     gate = TrialGate(sweep, total)
     signals = _StopSignals()
     summary = WorkerSummary()
@@ -203,12 +204,10 @@ def _run_trial(
     settings: StudySettings,
     summary: WorkerSummary,
 ) -> TrialState:
-    from optuna.storages._heartbeat import get_heartbeat_thread
-
     value: float | None = None
     state = TrialState.COMPLETE
     interrupted = False
-    with get_heartbeat_thread(trial._trial_id, study._storage):
+    with _heartbeat(study, trial, settings.heartbeat_interval):
         try:
             with signals.allowed():
                 value = objective(trial)
@@ -276,6 +275,34 @@ def _configure_threads() -> None:
         import torch
 
         torch.set_num_threads(int(text))
+
+
+@contextmanager
+def _heartbeat(study: optuna.Study, trial: optuna.Trial, interval: float) -> Iterator[None]:
+    """Record the trial's heartbeat every ``interval`` seconds while the block runs.
+
+    Unlike Optuna's own heartbeat thread, a failed heartbeat (the database restarting) is
+    logged and tried again at the next beat instead of ending the thread, so a worker that
+    outlives a short outage keeps its trial.
+    """
+    storage: Any = study._storage
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.is_set():
+            try:
+                storage.record_heartbeat(trial._trial_id)
+            except Exception as exc:
+                _log.warning("Heartbeat of trial %d failed: %s", trial.number, exc)
+            stop.wait(interval)
+
+    thread = threading.Thread(target=beat, name="sweeps-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 @contextmanager

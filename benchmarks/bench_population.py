@@ -12,6 +12,12 @@ own seed) on one intra-op thread, as a sweep worker does:
 
 ``--vmap`` forces the general ``torch.func.vmap`` forward pass and loss instead of the
 batched-matmul path that ``StackedModel`` picks for a sequential MLP, to compare the two.
+``--sweep`` measures the whole sweep instead, end to end: a seeded TPE sweep of digits-mlp
+(the same search space and epochs, pruner ``--pruner``) in a fresh SQLite database, with
+:func:`sweeps.worker.run_worker` (``--sample`` trials) against
+:func:`sweeps.population.worker.run_population_worker` (K trials, population K): sampling,
+planning, storage writes and pruning included.
+
 The two sides are measured alternately ``--repeat`` times and the best of each is kept (the
 machine is shared; the best is the least disturbed). Prints a Markdown table; the goal on
 a 2-core CPU is a ratio of at least 5 at K = 64.
@@ -22,8 +28,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -82,6 +90,54 @@ def together(task_name: str, runs: list[PlannedRun]) -> float:
     return (time.perf_counter() - start) / len(runs)
 
 
+SWEEP_SPEC = """
+name = "{name}"
+task = "{task}"
+optimizers = ["pytorch"]
+pairing = false
+seeds = 1
+sampler = "tpe"
+pruner = "{pruner}"
+n_trials = {n_trials}
+[search_space]
+lr = {{ low = 0.01, high = 0.3, log = true }}
+momentum = {{ low = 0.5, high = 0.95 }}
+weight_decay = 1e-4
+batch_size = {batch_size}
+epochs = {epochs}
+"""
+
+
+def sweep_seconds_per_trial(args: argparse.Namespace, population: int | None, trials: int) -> float:
+    """Seconds per finished trial of a fresh sweep, sequential or in population mode."""
+    from sweeps.population.worker import run_population_worker
+    from sweeps.spec import parse_spec
+    from sweeps.study import StudySettings
+    from sweeps.worker import run_worker
+
+    settings = StudySettings(heartbeat_interval=10, grace_period=30, max_retry=0)
+    with tempfile.TemporaryDirectory() as folder:
+        url = f"sqlite:///{Path(folder) / 'bench.db'}"
+        spec = parse_spec(
+            SWEEP_SPEC.format(
+                name="bench", task=args.task, pruner=args.pruner, n_trials=trials,
+                batch_size=args.batch_size, epochs=args.epochs,
+            )
+        )  # fmt: skip
+        start = time.perf_counter()
+        if population is None:
+            summary = run_worker(spec, url, settings=settings, handle_signals=False)
+        else:
+            summary = run_population_worker(
+                spec, url, population=population, settings=settings, handle_signals=False
+            )
+        elapsed = time.perf_counter() - start
+    done = summary.complete + summary.pruned
+    if done != trials:
+        raise RuntimeError(f"the sweep finished {done} of {trials} trials ({summary}).")
+    return elapsed / done
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="digits-mlp")
@@ -92,6 +148,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--vmap", action="store_true", help="force the vmap forward and loss")
+    parser.add_argument("--sweep", action="store_true", help="time whole sweeps end to end")
+    parser.add_argument("--pruner", default="none", choices=["none", "median", "hyperband"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.vmap:
@@ -110,6 +168,19 @@ def main() -> None:
     print(f"{args.threads} intra-op thread(s); {args.task}, {args.epochs} epochs, batch size"
           f" {args.batch_size}; best of {args.repeat};"
           f" {'vmap' if args.vmap else 'automatic'} forward pass\n")  # fmt: skip
+    if args.sweep:
+        os.environ.setdefault("SWEEPS_NUM_THREADS", str(args.threads))
+        print(f"whole sweeps (TPE, pruner {args.pruner}, SQLite)\n")
+        print("| K | sequential worker (trials/s) | population worker (trials/s) | speed-up |")
+        print("|---:|---:|---:|---:|")
+        for k in args.population:
+            alone, stacked = [], []
+            for _ in range(args.repeat):
+                alone.append(sweep_seconds_per_trial(args, None, args.sample))
+                stacked.append(sweep_seconds_per_trial(args, k, k))
+            a, s = min(alone), min(stacked)
+            print(f"| {k} | {1 / a:.1f} | {1 / s:.1f} | {a / s:.1f}× |", flush=True)
+        return
     print("| K | one at a time (trials/s) | population (trials/s) | speed-up |")
     print("|---:|---:|---:|---:|")
     largest = max(args.population)

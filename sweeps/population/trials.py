@@ -9,7 +9,8 @@ every trial is trained in one population per batch size
 
 * after each epoch, the metrics of all members go to storage in ONE write
   (``write_epochs``: one transaction for the whole population);
-* each trial's first ``source`` run reports its objective to Optuna; when the pruner
+* each trial's first ``source`` run reports its objective to Optuna (all trials' reports of
+  an epoch in one transaction, :mod:`~sweeps.population.reporting`); when the pruner
   stops the trial, all of that trial's runs leave the population at once (the others
   continue undisturbed) and are recorded ``PRUNED``;
 * a diverged run is a result (``COMPLETE``, ``inf``, ``diverged at step k``), as in
@@ -22,19 +23,21 @@ storage holds the same structure whichever mode trained the sweep.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import socket
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.objective import RUNS_ATTR, WORKER_ATTR, RunRecorder
 from sweeps.pairing import PlannedRun, plan_runs
+from sweeps.population.reporting import report_all
 from sweeps.population.stacked import require_stackable
 from sweeps.population.trainer import MemberResult, train_population
 from sweeps.search_space import sample_configuration
@@ -168,21 +171,23 @@ class PopulationObjective:
 
         def on_population_epoch(results: Mapping[int, EpochResult]) -> None:
             self.write_epochs([(group[i][2], result) for i, result in results.items()])
+            reported: list[tuple[_Trial, EpochResult, float]] = []
+            for index, result in results.items():
+                entry, run, _ = group[index]
+                value = result.metrics.get(objective)
+                if run is entry.reporter and value is not None and math.isfinite(value):
+                    reported.append((entry, result, float(value)))
+            report_all([(entry.trial, result.epoch, value) for entry, result, value in reported])
+            if self._prunes and reported:
+                self._decide_pruning(reported)
 
         def on_epoch(index: int, result: EpochResult) -> None:
-            entry, run, _ = group[index]
+            entry = group[index][0]
             value = result.metrics.get(objective)
             if value is not None:
                 last[index] = float(value)
             if entry.pruned is not None:
                 raise entry.pruned
-            if run is entry.reporter and value is not None and math.isfinite(value):
-                entry.trial.report(float(value), step=result.epoch)
-                if self._prunes and entry.trial.should_prune():
-                    entry.pruned = optuna.TrialPruned(
-                        f"pruned at epoch {result.epoch} with {objective} = {value:.4g}"
-                    )
-                    raise entry.pruned
 
         results = train_population(
             self.task,
@@ -195,6 +200,22 @@ class PopulationObjective:
         )
         for index, ((entry, run, run_id), result) in enumerate(zip(group, results, strict=True)):
             self._record(entry, run, run_id, result, last.get(index))
+
+    def _decide_pruning(self, reported: list[tuple[_Trial, EpochResult, float]]) -> None:
+        """Ask the pruner about every trial that reported this epoch, on one study snapshot.
+
+        ``trial.should_prune()`` is ``pruner.prune(study, <the trial, read again>)``; with K
+        trials running, each call would read all K from storage. The snapshot reads them once
+        per epoch, after every report of the epoch, so each trial is judged on what a
+        concurrent worker's ``should_prune`` would see.
+        """
+        snapshot = _StudySnapshot(reported[0][0].trial.study)
+        for entry, result, value in reported:
+            frozen = snapshot.trial(entry.trial.number)
+            if snapshot.pruner.prune(snapshot, frozen):  # type: ignore[arg-type]
+                entry.pruned = optuna.TrialPruned(
+                    f"pruned at epoch {result.epoch} with {self.spec.objective} = {value:.4g}"
+                )
 
     def _record(
         self,
@@ -243,6 +264,31 @@ class PopulationObjective:
             reason = "the trial planned no source run, so it has no objective value"
             return TrialEnd(entry.trial, TrialState.FAIL, failure=reason)
         return TrialEnd(entry.trial, TrialState.COMPLETE, float(sum(values) / len(values)))
+
+
+class _StudySnapshot:
+    """A study whose trials are read once: what a pruner reads, for many decisions at once."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self._study = study
+        self._trials = study.get_trials(deepcopy=False)
+        self._by_number = {trial.number: trial for trial in self._trials}
+
+    def trial(self, number: int) -> FrozenTrial:
+        return self._by_number[number]
+
+    def get_trials(
+        self, deepcopy: bool = True, states: Container[TrialState] | None = None
+    ) -> list[FrozenTrial]:
+        trials = [t for t in self._trials if states is None or t.state in states]
+        return copy.deepcopy(trials) if deepcopy else trials
+
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        return self.get_trials()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
 
 
 def _summary(run: PlannedRun) -> dict[str, Any]:

@@ -57,7 +57,8 @@ class PopulationLoader:
         return self._zipped()
 
     def _in_memory(self) -> Iterator[PopulationBatch]:
-        first: InMemoryBatches = self.loaders[0]  # type: ignore[assignment]
+        loaders: list[InMemoryBatches] = self.loaders  # type: ignore[assignment]
+        first = loaders[0]
         size, count = first.batch_size, first.inputs.shape[0]
         if not first.shuffle:
             for start in range(0, count, size):
@@ -65,7 +66,7 @@ class PopulationLoader:
                 yield first.inputs[start:end], first.targets[start:end], True
             return
         orders = torch.stack(
-            [torch.randperm(count, generator=loader.generator) for loader in self.loaders]
+            [torch.randperm(count, generator=loader.generator) for loader in loaders]
         ).to(first.inputs.device)
         inputs, targets = first.inputs[orders], first.targets[orders]
         for start in range(0, count, size):

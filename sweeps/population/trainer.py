@@ -207,7 +207,10 @@ class _Population:
             output = model(inputs, shared_inputs=shared)
             member_losses = loss(output, targets, shared)
             member_losses.sum().backward()
-            optimizer.step(model.weights.detach(), model.weights.grad, step)
+            gradients = model.weights.grad
+            if gradients is None:
+                raise SweepUsageError("the model's output does not depend on its parameters.")
+            optimizer.step(model.weights.detach(), gradients, step)
             losses.append(member_losses.detach())
             step += 1
         if not losses:

@@ -144,9 +144,8 @@ def plain_optuna_trials_per_s(url: str, n_trials: int) -> float:
     study = optuna.create_study(
         storage=url, study_name="plain", sampler=optuna.samplers.TPESampler(seed=0)
     )
-    start = time.perf_counter()
     study.optimize(objective, n_trials=n_trials)
-    return n_trials / (time.perf_counter() - start)
+    return steady_rate(url, "plain")
 
 
 def sweeps_trials_per_s(url: str, n_trials: int) -> float:
@@ -154,11 +153,18 @@ def sweeps_trials_per_s(url: str, n_trials: int) -> float:
     from sweeps.worker import run_worker
 
     spec = parse_spec(OVERHEAD_SPEC.format(n_trials=n_trials))
-    start = time.perf_counter()
     summary = run_worker(spec, url, handle_signals=False)
-    elapsed = time.perf_counter() - start
     assert summary.complete == n_trials, summary
-    return n_trials / elapsed
+    return steady_rate(url, "overhead")
+
+
+def steady_rate(url: str, study_name: str) -> float:
+    """Trials/s from the first trial's start to the last one's end (start-up not counted)."""
+    trials = optuna.load_study(study_name=study_name, storage=url).get_trials()
+    complete = [t for t in trials if t.state is optuna.trial.TrialState.COMPLETE]
+    first = min(t.datetime_start for t in complete if t.datetime_start is not None)
+    last = max(t.datetime_complete for t in complete if t.datetime_complete is not None)
+    return len(complete) / (last - first).total_seconds()
 
 
 def scaling_throughput(url: str, workers: int, n_trials: int) -> tuple[float, int, int]:
@@ -196,10 +202,8 @@ def scaling_throughput(url: str, workers: int, n_trials: int) -> tuple[float, in
         spec_path.unlink()
     trials = optuna.load_study(study_name="scaling", storage=url).get_trials()
     complete = [t for t in trials if t.state is optuna.trial.TrialState.COMPLETE]
-    first = min(t.datetime_start for t in complete)
-    last = max(t.datetime_complete for t in complete)
     distinct = len({tuple(sorted(t.params.items())) for t in complete})
-    return len(complete) / (last - first).total_seconds(), len(complete), distinct
+    return steady_rate(url, "scaling"), len(complete), distinct
 
 
 def main() -> None:

@@ -165,10 +165,15 @@ def run_worker(
     deadline = time.monotonic() + spec.timeout if spec.timeout is not None else math.inf
     guard = signals.installed() if handle_signals else _nothing()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Samplers that end the search themselves (the grid, once every point is taken) call
+    # ``study.stop()``, which Optuna allows only inside its optimize loop: this loop is one.
+    sweep.study._thread_local.in_optimize_loop = True
     try:
         with guard:
             next_stale_check = 0.0
             while signals.received is None and time.monotonic() < deadline:
+                if sweep.study._stop_flag:
+                    break
                 # Looking for dead workers' trials costs a query: once per heartbeat.
                 if time.monotonic() >= next_stale_check:
                     retry_on_disconnect(lambda: fail_stale_trials(sweep.study), sweep.url)

@@ -107,3 +107,19 @@ def test_timeout_only_sweep_stops_after_its_timeout(url):
     summary = run_worker(parse_spec(SPEC.format(limit="timeout = 1.5")), url, settings=FAST)
     assert summary.complete >= 1
     assert TrialState.RUNNING not in states(url)
+
+
+def test_grid_sweep_ends_when_every_grid_point_is_taken(url):
+    grid = SPEC.format(limit='n_trials = 10\nsampler = "grid"').replace(
+        "lr = { low = 0.01, high = 0.1, log = true }\nmomentum = { low = 0.5, high = 0.9 }",
+        "lr = [0.01, 0.05]\nmomentum = [0.5, 0.9]",
+    )
+    summary = run_worker(parse_spec(grid), url, settings=FAST)
+    assert summary.complete == 4
+    study = optuna.load_study(study_name="work", storage=url)
+    assert {(t.params["lr"], t.params["momentum"]) for t in study.get_trials()} == {
+        (0.01, 0.5),
+        (0.01, 0.9),
+        (0.05, 0.5),
+        (0.05, 0.9),
+    }

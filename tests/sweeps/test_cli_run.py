@@ -128,3 +128,45 @@ def test_worker_reads_the_storage_from_the_environment(tmp_path, spec_file, monk
     monkeypatch.setenv("SWEEPS_STORAGE", url)
     assert invoke("worker", str(spec_file)).exit_code == 0
     assert (tmp_path / "env.db").exists()
+
+
+def test_devices_parse_cpu_auto_and_cuda_lists(monkeypatch):
+    from sweeps import devices
+    from sweeps.errors import SweepUsageError
+
+    monkeypatch.setattr(devices, "cuda_device_count", lambda: 0)
+    assert [str(d) for d in devices.parse_devices("auto")] == ["cpu"]
+    assert [str(d) for d in devices.parse_devices("cpu")] == ["cpu"]
+    monkeypatch.setattr(devices, "cuda_device_count", lambda: 4)
+    assert [str(d) for d in devices.parse_devices("auto")] == [f"cuda:{i}" for i in range(4)]
+    assert [str(d) for d in devices.parse_devices("cuda:0, cuda:2")] == ["cuda:0", "cuda:2"]
+    for bad, words in [
+        ("cuda:7", "cuda:7"),
+        ("cuda:1,cuda:1", "twice"),
+        ("gpu0", "gpu0"),
+        ("", "empty"),
+    ]:
+        with pytest.raises(SweepUsageError, match=words):
+            devices.parse_devices(bad)
+
+
+def test_each_worker_is_pinned_to_its_gpu_and_sees_it_as_cuda0():
+    from sweeps.devices import CPU, Device
+    from sweeps.launcher import worker_command
+
+    gpu = Device("cuda", 3)
+    assert gpu.worker_environment() == {"CUDA_VISIBLE_DEVICES": "3"}
+    assert CPU.worker_environment() == {"CUDA_VISIBLE_DEVICES": ""}
+    command = worker_command("s.toml", "sqlite:///x.db", device=gpu, n_trials=5, name="n")
+    context = cli.get_command(None, "worker").make_context("worker", command[1:])  # type: ignore[arg-type,union-attr]
+    assert context.params["device"] == "cuda:0"
+    assert context.params["n_trials"] == 5
+
+
+@pytest.mark.parametrize(
+    ("workers", "cores", "threads"), [(1, 2, 2), (2, 2, 1), (4, 2, 1), (2, 16, 8)]
+)
+def test_workers_share_the_cores(workers, cores, threads):
+    from sweeps.devices import threads_per_worker
+
+    assert threads_per_worker(workers, cores) == threads

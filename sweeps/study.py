@@ -186,7 +186,11 @@ def open_study(
             _prepare_results_schema(engine)
             stale = _StaleTrialHandler(engine, settings.max_retry, on_stale_trial)
             storage = _rdb_storage(url, settings, stale)
-            direction = "maximize" if spec.direction == "maximize" else "minimize"
+            direction = (
+                optuna.study.StudyDirection.MAXIMIZE
+                if spec.direction == "maximize"
+                else optuna.study.StudyDirection.MINIMIZE
+            )
             study = optuna.create_study(
                 storage=storage,
                 study_name=spec.name,

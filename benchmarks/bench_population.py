@@ -16,7 +16,8 @@ batched-matmul path that ``StackedModel`` picks for a sequential MLP, to compare
 (the same search space and epochs, pruner ``--pruner``) in a fresh SQLite database, with
 :func:`sweeps.worker.run_worker` (``--sample`` trials) against
 :func:`sweeps.population.worker.run_population_worker` (K trials, population K): sampling,
-planning, storage writes and pruning included.
+planning, storage writes and pruning included. ``--rounds R`` runs K x R trials on both
+sides, so that the pruner has finished trials to compare with in population mode too.
 
 The two sides are measured alternately ``--repeat`` times and the best of each is kept (the
 machine is shared; the best is the least disturbed). Prints a Markdown table; the goal on
@@ -150,6 +151,12 @@ def main() -> None:
     parser.add_argument("--vmap", action="store_true", help="force the vmap forward and loss")
     parser.add_argument("--sweep", action="store_true", help="time whole sweeps end to end")
     parser.add_argument("--pruner", default="none", choices=["none", "median", "hyperband"])
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=0,
+        help="--sweep: K x ROUNDS trials on both sides (default: --sample sequential, K together)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.vmap:
@@ -170,14 +177,16 @@ def main() -> None:
           f" {'vmap' if args.vmap else 'automatic'} forward pass\n")  # fmt: skip
     if args.sweep:
         os.environ.setdefault("SWEEPS_NUM_THREADS", str(args.threads))
-        print(f"whole sweeps (TPE, pruner {args.pruner}, SQLite)\n")
+        rounds = f"{args.rounds} rounds of K trials" if args.rounds else "one round of K trials"
+        print(f"whole sweeps (TPE, pruner {args.pruner}, SQLite, {rounds})\n")
         print("| K | sequential worker (trials/s) | population worker (trials/s) | speed-up |")
         print("|---:|---:|---:|---:|")
         for k in args.population:
             alone, stacked = [], []
+            sequential = k * args.rounds if args.rounds else args.sample
             for _ in range(args.repeat):
-                alone.append(sweep_seconds_per_trial(args, None, args.sample))
-                stacked.append(sweep_seconds_per_trial(args, k, k))
+                alone.append(sweep_seconds_per_trial(args, None, sequential))
+                stacked.append(sweep_seconds_per_trial(args, k, k * max(args.rounds, 1)))
             a, s = min(alone), min(stacked)
             print(f"| {k} | {1 / a:.1f} | {1 / s:.1f} | {a / s:.1f}× |", flush=True)
         return

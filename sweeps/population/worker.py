@@ -200,16 +200,22 @@ def run_population_worker(
     deadline = time.monotonic() + spec.timeout if spec.timeout is not None else math.inf
     guard = signals.installed() if handle_signals else _nothing()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # As in run_worker: samplers that end the search (the grid) call study.stop(), which
+    # Optuna allows only inside its optimize loop; this loop is one.
+    sweep.study._thread_local.in_optimize_loop = True
     try:
         with guard:
             next_stale_check = 0.0
             while signals.received is None and time.monotonic() < deadline:
+                if sweep.study._stop_flag:
+                    break
                 if time.monotonic() >= next_stale_check:
                     retry_on_disconnect(lambda: fail_stale_trials(sweep.study), sweep.url)
                     next_stale_check = time.monotonic() + settings.heartbeat_interval
                 trials: list[optuna.Trial] = []
                 admission = Admission.START
-                while len(trials) < size:
+                room = min(size, _grid_room(sweep.study))
+                while len(trials) < room:
                     admission, trial = retry_on_disconnect(gate.ask, sweep.url)
                     if trial is None:
                         break
@@ -277,6 +283,18 @@ def _run_round(
         if interrupted:
             _requeue(study, end.trial, settings)
     return ends
+
+
+def _grid_room(study: optuna.Study) -> int:
+    """How many trials a round may ask: a grid's unvisited points (else no limit).
+
+    A grid sampler hands out already-visited points again once every point is taken by a
+    running trial; asking a whole population at once would train those twice.
+    """
+    sampler = study.sampler
+    if isinstance(sampler, optuna.samplers.GridSampler):
+        return max(1, len(sampler._get_unvisited_grid_ids(study)))
+    return MAX_POPULATION
 
 
 def _set_fail_reason(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:

@@ -79,3 +79,16 @@ def test_population_must_be_a_positive_whole_number_or_auto() -> None:
     assert resolve_population(8, task, "cpu") == 8
     with pytest.raises(SweepUsageError, match=r"population must be a whole number >= 1"):
         resolve_population(0, task, "cpu")
+
+
+def test_a_grid_sweep_ends_when_every_grid_point_is_taken(tmp_path: Path) -> None:
+    grid = (
+        SPEC.replace('sampler = "random"', 'sampler = "grid"')
+        .replace("lr = {{ low = 0.01, high = 0.1, log = true }}", "lr = [0.02, 0.05, 0.1]")
+        .replace("momentum = {{ low = 0.5, high = 0.9 }}", "momentum = [0.5, 0.9]")
+    )
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    spec = parse_spec(grid.format(name="grid").replace("n_trials = 6", "n_trials = 10"))
+    summary = run_population_worker(spec, url, population=4, settings=FAST, handle_signals=False)
+    assert summary.complete == 6
+    assert len(finished(url, "grid")) == 6

@@ -47,6 +47,7 @@ from sweeps.worker import (
     _requeue,
     _StopSignals,
     _tell,
+    run_worker,
 )
 
 if TYPE_CHECKING:
@@ -64,23 +65,29 @@ MAX_POPULATION = 1024
 
 
 def auto_population(task: Task, device: str, batch_size: int = 128) -> int:
-    """The population size ``auto`` means on ``device``.
+    """The population size ``auto`` means for ``task`` on ``device``.
 
-    On a CPU: :data:`CPU_POPULATION`. On a CUDA device: as many members as fit in half of
-    the free memory, each counted as eight copies of its parameters (weights, gradient,
-    momentum state, the autograd graph's saved tensors) plus its activations for one
-    batch, estimated from one forward pass; at most :data:`MAX_POPULATION`.
+    On a CPU: :data:`CPU_POPULATION`, or 1 (train trials one at a time) for a model with
+    convolutions, which stacked run no faster there (grouped convolutions: digits-cnn
+    measured 0.9-1.0×, ``benchmarks/RESULTS_population.md``). On a CUDA device: as many
+    members as fit in half of the free memory, each counted as eight copies of its
+    parameters (weights, gradient, momentum state, the autograd graph's saved tensors) plus
+    its activations for one batch, measured with one forward and backward pass; at most
+    :data:`MAX_POPULATION`.
     """
-    if not device.startswith("cuda"):
-        return CPU_POPULATION
     import torch
+    from torch import nn
 
     setup = task.build(seed=0, batch_size=batch_size, device=device)
+    if not device.startswith("cuda"):
+        convolutional = any(isinstance(m, nn.modules.conv._ConvNd) for m in setup.model.modules())
+        return 1 if convolutional else CPU_POPULATION
     parameters = sum(p.numel() * p.element_size() for p in setup.model.parameters())
-    inputs, _ = next(iter(setup.train_loader))
+    inputs, targets = next(iter(setup.train_loader))
     torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device)
-    setup.loss_fn(setup.model(inputs), _).backward()
+    setup.loss_fn(setup.model(inputs), targets).backward()
     activations = max(torch.cuda.max_memory_allocated(device) - before, 0)
     free, _total = torch.cuda.mem_get_info(device)
     member = 8 * parameters + activations + 1
@@ -170,6 +177,11 @@ def run_population_worker(
     task = get_task(spec.task)
     require_stackable(task)
     size = resolve_population(population, task, device)
+    if size == 1:  # nothing to stack ("auto" for a convolutional model on a CPU)
+        return run_worker(
+            spec, url, n_trials=n_trials, device=device, settings=settings,
+            handle_signals=handle_signals,
+        )  # fmt: skip
     _configure_threads()
     settings = settings or StudySettings.for_spec(spec)
     sweep = open_study(spec, url, settings=settings, n_trials=n_trials)

@@ -76,6 +76,7 @@ def test_population_worker_runs_the_sweep_with_the_sequential_results(tmp_path: 
 def test_population_must_be_a_positive_whole_number_or_auto() -> None:
     task = get_task("regression")
     assert resolve_population("auto", task, "cpu") == 64
+    assert resolve_population("auto", get_task("digits-cnn"), "cpu") == 1  # no faster stacked
     assert resolve_population(8, task, "cpu") == 8
     with pytest.raises(SweepUsageError, match=r"population must be a whole number >= 1"):
         resolve_population(0, task, "cpu")

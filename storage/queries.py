@@ -29,6 +29,7 @@ when the database cannot be reached.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
 import threading
@@ -228,32 +229,72 @@ def _run_keys(connection: sa.Connection, sweep_id: int | None) -> pd.DataFrame:
 def _assemble_metrics(
     rows: dict[str, np.ndarray], runs: pd.DataFrame, names: dict[int, str]
 ) -> pd.DataFrame:
-    """The long frame from numeric metric rows, run keys by run id and names by id."""
-    rows = {column: rows[column].astype(dtype, copy=False) for column, dtype in _ROW_DTYPES}
+    """The long frame from numeric metric rows, run keys by run id and names by id.
+
+    Every step is vectorised over the rows: one binary search of each row's run id among
+    the (sorted) run ids, then integer indexing; categoricals are built from codes, with
+    their unused categories dropped by counting codes per run or per name, not per row.
+    """
+    rows = {column: _numeric(rows[column], dtype) for column, dtype in _ROW_DTYPES}
     run_ids = runs.index.to_numpy()
     position = np.searchsorted(run_ids, rows["trial_run_id"])
-    found = position < len(run_ids)
-    found[found] = run_ids[position[found]] == rows["trial_run_id"][found]
-    if not found.all():  # runs deleted between the statements
-        rows = {column: values[found] for column, values in rows.items()}
-        position = position[found]
-    by_name = sorted(names, key=names.__getitem__)
-    code_of_id = np.full(max(names, default=0) + 1, -1, dtype=np.int64)
-    code_of_id[by_name] = np.arange(len(by_name))
+    found = (
+        run_ids[np.minimum(position, len(run_ids) - 1)] == rows["trial_run_id"]
+        if len(run_ids)
+        else np.zeros(len(position), dtype=bool)
+    )
+    if not found.all():  # the typed first row (SQLite), runs deleted since the rows were read
+        missing = np.flatnonzero(~found)
+        leading = missing[-1] == len(missing) - 1
+        keep: slice | np.ndarray = slice(len(missing), None) if leading else found
+        rows = {column: values[keep] for column, values in rows.items()}
+        position = position[keep]
+    run_used = np.bincount(position, minlength=len(run_ids)) > 0
     columns: dict[str, Any] = {}
     for column in ("sweep", "trial", "optimizer", "role", "seed", "attempt"):
         if column in ("sweep", "optimizer", "role"):
             categorical = pd.Categorical(runs[column])
-            columns[column] = _used_categories(categorical.codes[position], categorical.categories)
+            columns[column] = _used_categories(
+                categorical.codes, categorical.categories, run_used, position
+            )
         else:
             columns[column] = runs[column].to_numpy()[position]
-    columns["epoch"] = rows["epoch"]
+    columns["epoch"] = rows["epoch"].astype(np.int64, copy=False)
+    by_name = sorted(names, key=names.__getitem__)
+    code_of_id = np.full(max(names, default=0) + 1, -1, dtype=np.int64)
+    code_of_id[by_name] = np.arange(len(by_name))
+    id_used = np.bincount(rows["metric_id"], minlength=len(code_of_id)) > 0
     columns["metric"] = _used_categories(
-        code_of_id[rows["metric_id"]], pd.Index([names[i] for i in by_name], dtype=object)
+        code_of_id, pd.Index([names[i] for i in by_name], dtype=object), id_used, rows["metric_id"]
     )
     columns["value"] = rows["value"]
     columns["wall_time"] = rows["wall_time"]
     return pd.DataFrame(columns, copy=False)
+
+
+def _numeric(values: np.ndarray, dtype: type[np.generic]) -> np.ndarray:
+    """``values`` as ``dtype``; integers of another width are kept as they are (no copy)."""
+    if values.dtype == dtype or (values.dtype.kind == "i" and np.dtype(dtype).kind == "i"):
+        return values
+    return values.astype(dtype)
+
+
+def _used_categories(
+    codes: np.ndarray, categories: pd.Index, used: np.ndarray, take: np.ndarray
+) -> pd.Categorical:
+    """The categorical ``codes[take]`` keeping only the categories of the ``used`` codes.
+
+    ``codes`` maps each key (a run, a metric id) to a category code (-1: none); ``used``
+    marks the keys that occur and ``take`` lists the key of each row.
+    """
+    present = np.zeros(len(categories), dtype=bool)
+    present[codes[used & (codes >= 0)]] = True
+    renumber = np.cumsum(present) - 1
+    code_dtype = np.int8 if present.sum() < 127 else np.int32
+    new_codes = np.where(codes >= 0, renumber[np.maximum(codes, 0)], -1).astype(code_dtype)
+    return pd.Categorical.from_codes(
+        new_codes[take], categories=categories[present], validate=False
+    )
 
 
 def sweeps_frame(url_or_engine: Engine | str | URL | None = None) -> pd.DataFrame:
@@ -313,11 +354,6 @@ def _engine(url_or_engine: Engine | str | URL | None) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
-
-
-def _used_categories(codes: np.ndarray, categories: pd.Index) -> pd.Categorical:
-    """A categorical from integer codes, keeping only the categories that occur."""
-    return pd.Categorical.from_codes(codes, categories=categories).remove_unused_categories()
 
 
 def _check_sweep(engine: Engine, sweep: str) -> None:
@@ -401,9 +437,20 @@ def _adbc_connection(engine: Engine, uri: str) -> Iterator[Any]:
     with _SQLITE_READERS_LOCK:
         connection = _SQLITE_READERS.get(key)
         if connection is None:
+            if not _SQLITE_READERS:
+                atexit.register(_close_sqlite_readers)
             connection = driver.connect(uri, autocommit=True)
             _SQLITE_READERS[key] = connection
         yield connection
+
+
+def _close_sqlite_readers() -> None:
+    """At exit, close the kept ADBC connections (rather than leave it to the collector)."""
+    with _SQLITE_READERS_LOCK:
+        for key, connection in list(_SQLITE_READERS.items()):
+            if key[0] == os.getpid():
+                connection.close()
+        _SQLITE_READERS.clear()
 
 
 def _spread(column: pd.Series, prefix: str) -> pd.DataFrame:

@@ -381,3 +381,51 @@ def test_metrics_frame_reads_a_long_stretch_of_nan_before_numbers(
     assert frame[frame["trial"] == 0]["value"].isna().sum() == 1100
     assert sorted(frame[frame["trial"] == 1]["value"]) == [0.0, 0.5, 1.0]
     assert len(frame) == 1103
+
+
+def test_metrics_frame_categories_are_only_the_values_that_occur(
+    engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    with sessions.begin() as session:
+        sweep_a = _sweep(session, "sweep-a")
+        sweep_b = _sweep(session, "sweep-b")
+        run_a = add_trial_run(session, **_run_fields(sweep_a, 0, role="naive"))
+        add_trial_run(session, **_run_fields(sweep_a, 1, optimizer="sutskever"))  # no metrics
+        run_b = add_trial_run(session, **_run_fields(sweep_b, 0, optimizer="sutskever"))
+    with sessions.begin() as session:
+        record_epoch(session, run_a.id, 0, {"val_loss": 1.0, "zeta": 2.0}, 1.0)
+        record_epoch(session, run_b.id, 0, {"lr": 0.1}, 1.0)
+    frame = metrics_frame(engine, sweep="sweep-a")
+    assert list(frame["sweep"].cat.categories) == ["sweep-a"]
+    assert list(frame["optimizer"].cat.categories) == ["pytorch"]
+    assert list(frame["role"].cat.categories) == ["naive"]
+    assert list(frame["metric"].cat.categories) == ["val_loss", "zeta"]
+    assert sorted(frame["metric"].astype(str)) == ["val_loss", "zeta"]
+    everything = metrics_frame(engine)
+    assert sorted(everything["metric"].cat.categories) == ["lr", "val_loss", "zeta"]
+    pairs = zip(everything["sweep"].astype(str), everything["optimizer"].astype(str), strict=True)
+    assert sorted(pairs) == [
+        ("sweep-a", "pytorch"),
+        ("sweep-a", "pytorch"),
+        ("sweep-b", "sutskever"),
+    ]
+
+
+def test_metrics_frame_drops_rows_of_a_run_deleted_after_the_rows_were_read(
+    engine: Engine, sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with sessions.begin() as session:
+        sweep_id = _sweep(session)
+        runs = [add_trial_run(session, **_run_fields(sweep_id, t)) for t in range(3)]
+    with sessions.begin() as session:
+        for run in runs:
+            record_epoch(session, run.id, 0, {"lr": 0.1 * run.trial_number}, 1.0)
+    read_run_keys = queries._run_keys
+
+    def _middle_run_deleted(connection: Any, sweep_id: int | None) -> pd.DataFrame:
+        keys = read_run_keys(connection, sweep_id)
+        return keys.drop(index=runs[1].id)
+
+    monkeypatch.setattr(queries, "_run_keys", _middle_run_deleted)
+    frame = metrics_frame(engine, sweep="sweep-a")
+    assert frame[["trial", "value"]].values.tolist() == [[0, 0.0], [2, 0.2]]

@@ -355,6 +355,7 @@ class TrialGate:
     def ask(self) -> tuple[Admission, optuna.Trial | None]:
         """Start a trial if the quota allows: ``(START, trial)``, or ``(WAIT|DONE, None)``."""
         with self._lock():
+            _start_orphans_grace(self._sweep.study)
             admission = self.admission()
             if admission is not Admission.START:
                 return admission, None
@@ -365,6 +366,35 @@ class TrialGate:
             if is_heartbeat_enabled(storage):
                 storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
             return admission, trial
+
+
+def _start_orphans_grace(study: optuna.Study) -> None:
+    """Give every RUNNING trial that has no heartbeat one now, so its grace period starts.
+
+    Optuna never fails a RUNNING trial without a heartbeat. Every worker asks and records
+    the first heartbeat inside the sweep lock, which the caller holds: a heartbeat-less
+    RUNNING trial seen here belongs to a worker killed between the two, and becomes stale
+    (then FAIL and retried) one grace period from now.
+    """
+    # Optuna wraps the RDBStorage in a cache; the heartbeats table is the backend's.
+    storage = getattr(study._storage, "_backend", study._storage)
+    if not (isinstance(storage, RDBStorage) and is_heartbeat_enabled(storage)):
+        return
+    from optuna.storages._rdb.models import TrialHeartbeatModel, TrialModel
+
+    beats = sa.select(TrialHeartbeatModel.trial_id).where(
+        TrialHeartbeatModel.trial_id == TrialModel.trial_id
+    )
+    orphans = (
+        sa.select(TrialModel.trial_id, sa.func.current_timestamp())
+        .where(TrialModel.study_id == study._study_id)
+        .where(TrialModel.state == TrialState.RUNNING)
+        .where(~beats.exists())
+    )
+    with storage.engine.begin() as connection:
+        connection.execute(
+            sa.insert(TrialHeartbeatModel).from_select(["trial_id", "heartbeat"], orphans)
+        )
 
 
 class _StaleTrialHandler:

@@ -1,0 +1,323 @@
+"""Helpers for the reliability suite: real ``sweeps`` processes, kills, a PostgreSQL restart.
+
+Every test here starts real ``sweeps worker`` / ``sweeps run`` subprocesses with short
+heartbeat settings (``SWEEPS_HEARTBEAT_INTERVAL=1``, ``SWEEPS_GRACE_PERIOD=2``) and a task
+written into the test's folder: a linear regression that sleeps a little per epoch, so a
+trial lasts long enough to be killed in the middle. Counts are small by default; with
+``RELIABILITY_FULL=1`` the tests use the full counts of issue 7.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy as sa
+from optuna.trial import FrozenTrial, TrialState
+
+FULL: bool = os.environ.get("RELIABILITY_FULL") == "1"
+"""Whether to run the full counts of issue 7 (minutes) instead of the CI counts (seconds)."""
+
+HEARTBEAT_S = 1
+GRACE_S = 2
+
+TASK_MODULE = textwrap.dedent(
+    '''
+    """A trial long enough to kill: linear regression, a pause before every epoch."""
+    import os
+    import time
+
+    import torch
+
+    from sweeps.tasks import TaskSetup
+
+
+    class PausedBatches:
+        def __init__(self, batches, pause):
+            self.batches, self.pause = batches, pause
+
+        def __iter__(self):
+            time.sleep(self.pause)
+            return iter(self.batches)
+
+        def __len__(self):
+            return len(self.batches)
+
+
+    def build(*, seed, batch_size, device):
+        data = torch.Generator().manual_seed(1234)
+        inputs = torch.randn(64, 4, generator=data)
+        targets = inputs @ torch.ones(4, 1)
+        torch.manual_seed(seed)
+        batches = [
+            (inputs[i : i + batch_size], targets[i : i + batch_size])
+            for i in range(0, 64, batch_size)
+        ]
+        return TaskSetup(
+            model=torch.nn.Linear(4, 1),
+            train_loader=PausedBatches(batches, float(os.environ.get("RELIABILITY_EPOCH_S", "0"))),
+            val_loader=batches,
+            loss_fn=torch.nn.functional.mse_loss,
+            steps_per_epoch=len(batches),
+        )
+    '''
+)
+
+SPEC_TEMPLATE = """
+name = "{name}"
+task = "reliability_task:build"
+optimizers = ["pytorch", "sutskever"]
+convention = "pytorch"
+pairing = {pairing}
+seeds = [0]
+sampler = "random"
+n_trials = {n_trials}
+[search_space]
+lr = {lr}
+momentum = {momentum}
+batch_size = 16
+epochs = {epochs}
+"""
+
+
+def sweeps_command(*args: str) -> list[str]:
+    """The ``sweeps`` program run by this interpreter (no reliance on PATH)."""
+    return [sys.executable, "-c", "from sweeps.cli import main; main()", *args]
+
+
+@dataclass
+class Workspace:
+    """A test's folder with the task module, its environment and its started processes."""
+
+    folder: Path
+    env: dict[str, str]
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def spec(
+        self,
+        *,
+        name: str = "rel",
+        n_trials: int,
+        epochs: int = 3,
+        pairing: bool = False,
+        lr: str = "{ low = 0.001, high = 0.05, log = true }",
+        momentum: str = "{ low = 0.5, high = 0.9 }",
+    ) -> Path:
+        path = self.folder / f"{name}.toml"
+        path.write_text(
+            SPEC_TEMPLATE.format(
+                name=name,
+                n_trials=n_trials,
+                epochs=epochs,
+                pairing=str(pairing).lower(),
+                lr=lr,
+                momentum=momentum,
+            )
+        )
+        return path
+
+    def start(self, *args: str) -> subprocess.Popen[bytes]:
+        """Start ``sweeps ARGS`` with stderr in a log file (read by :meth:`log_of`)."""
+        log = (self.folder / f"process-{len(self.processes)}.log").open("wb")
+        process = subprocess.Popen(
+            sweeps_command(*args),
+            env=self.env,
+            cwd=self.folder,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.processes.append(process)
+        return process
+
+    def start_workers(self, spec: Path, url: str, count: int) -> list[subprocess.Popen[bytes]]:
+        return [self.start("worker", str(spec), "--storage", url) for _ in range(count)]
+
+    def log_of(self, process: subprocess.Popen[bytes]) -> str:
+        index = self.processes.index(process)
+        return (self.folder / f"process-{index}.log").read_text(errors="replace")
+
+    def all_logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in self.folder.glob("*.log"))
+
+    def wait(self, processes: list[subprocess.Popen[bytes]], timeout: float) -> None:
+        """Wait for ``processes`` to exit; each must exit 0 (its log is the failure message)."""
+        deadline = time.monotonic() + timeout
+        for process in processes:
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                process.wait(timeout=remaining)
+            except subprocess.TimeoutExpired:
+                pytest.fail(
+                    f"worker {process.pid} still running after {timeout:.0f} s:\n"
+                    + self.log_of(process)[-3000:]
+                )
+            assert process.returncode == 0, self.log_of(process)[-3000:]
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Iterator[Workspace]:
+    (tmp_path / "reliability_task.py").write_text(TASK_MODULE)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
+    env.pop("SWEEPS_STORAGE", None)
+    env.update(
+        SWEEPS_HEARTBEAT_INTERVAL=str(HEARTBEAT_S),
+        SWEEPS_GRACE_PERIOD=str(GRACE_S),
+        SWEEPS_MAX_RETRY="10",
+        SWEEPS_NUM_THREADS="1",
+        RELIABILITY_EPOCH_S="0.3",
+    )
+    space = Workspace(folder=tmp_path, env=env)
+    try:
+        yield space
+    finally:
+        space.stop_all()
+
+
+def load_study(url: str, name: str = "rel") -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=name, storage=url)
+
+
+def running_trial_of(study: optuna.Study, pid: int) -> FrozenTrial | None:
+    """The RUNNING trial owned by the worker process ``pid`` (``sweeps:worker`` = host:pid)."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if str(trial.user_attrs.get("sweeps:worker", "")).endswith(f":{pid}"):
+            return trial
+    return None
+
+
+def wait_until_mid_trial(
+    url: str, study: optuna.Study, pid: int, *, timeout: float = 90.0
+) -> FrozenTrial:
+    """Wait until worker ``pid`` is inside a trial with at least one committed epoch.
+
+    "Mid-trial" is read from the database: a RUNNING trial owned by ``pid`` whose run
+    already has a stored epoch metric, so killing it now leaves partial metrics behind.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        trial = running_trial_of(study, pid)
+        if trial is not None and stored_epochs(url, trial.number) > 0:
+            return trial
+        time.sleep(0.1)
+    raise AssertionError(f"worker {pid} was never in the middle of a trial")
+
+
+def stored_epochs(url: str, trial_number: int) -> int:
+    """How many val_loss epoch rows the trial ``trial_number``'s runs have."""
+    from storage import metrics_frame
+
+    metrics = metrics_frame(url)
+    if metrics.empty:
+        return 0
+    chosen = metrics[(metrics["trial"] == trial_number) & (metrics["metric"] == "val_loss")]
+    return len(chosen)
+
+
+def by_state(trials: list[FrozenTrial]) -> dict[TrialState, list[FrozenTrial]]:
+    return {state: [t for t in trials if t.state is state] for state in TrialState}
+
+
+def assert_sweep_finished_cleanly(url: str, n_trials: int, epochs: int, name: str = "rel") -> None:
+    """Exactly ``n_trials`` COMPLETE, nothing RUNNING or WAITING, every FAIL retried with
+    its own configuration, no configuration completed twice, every COMPLETE run has all
+    its epochs and each dead attempt's runs are FAIL, apart from their retry."""
+    from storage import metrics_frame, trials_frame
+
+    trials = load_study(url, name).get_trials()
+    states = by_state(trials)
+    assert len(states[TrialState.COMPLETE]) == n_trials
+    assert not states[TrialState.RUNNING]
+    assert not states[TrialState.WAITING]
+    completed = [tuple(sorted(t.params.items())) for t in states[TrialState.COMPLETE]]
+    assert len(set(completed)) == n_trials, "a configuration was evaluated twice"
+    for failed in states[TrialState.FAIL]:
+        retries = [t for t in trials if t.system_attrs.get("failed_trial") == failed.number]
+        assert len(retries) == 1, f"trial {failed.number} was retried {len(retries)} times"
+        if failed.params:  # a trial killed before sampling has no configuration yet
+            assert retries[0].params == failed.params
+    runs = trials_frame(url, name)
+    failed_numbers = {t.number for t in states[TrialState.FAIL]}
+    assert set(runs[runs["trial"].isin(failed_numbers)]["state"]) <= {"FAIL"}
+    complete_runs = runs[runs["state"] == "COMPLETE"]
+    assert set(complete_runs["trial"]) == {t.number for t in states[TrialState.COMPLETE]}
+    metrics = metrics_frame(url, name)
+    val = metrics[metrics["metric"] == "val_loss"]
+    keys = ["trial", "role", "optimizer", "seed", "attempt"]
+    epochs_per_run = val.groupby(keys)["epoch"].apply(sorted)
+    for key in complete_runs[keys].itertuples(index=False):
+        assert epochs_per_run[tuple(key)] == list(range(1, epochs + 1))
+
+
+def pg_cluster() -> tuple[str, str]:
+    versions = sorted(os.listdir("/etc/postgresql"))
+    return versions[0], "main"
+
+
+def pg_ready(timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", "5432", "-q"], check=False)
+        if done.returncode == 0:
+            return
+        time.sleep(0.5)
+    raise AssertionError("PostgreSQL did not come back within a minute")
+
+
+@contextmanager
+def postgres_restart_guard() -> Iterator[None]:
+    """Whatever happens in the block, PostgreSQL is up again afterwards."""
+    try:
+        yield
+    finally:
+        if subprocess.run(["pg_isready", "-h", "127.0.0.1", "-q"], check=False).returncode:
+            version, cluster = pg_cluster()
+            subprocess.run(
+                ["pg_ctlcluster", "--skip-systemctl-redirect", version, cluster, "start"],
+                check=False,
+            )
+        pg_ready()
+
+
+def restart_postgres() -> None:
+    """``pg_ctlcluster ... restart``: every connection to the server is cut."""
+    version, cluster = pg_cluster()
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, cluster, "restart"],
+        check=True,
+        capture_output=True,
+    )
+    pg_ready()
+
+
+def sqlite_url(folder: Path) -> str:
+    return f"sqlite:///{folder / 'sweeps.db'}"
+
+
+def table_names(url: str) -> set[str]:
+    engine = sa.create_engine(url)
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def send(process: subprocess.Popen[bytes], signum: int = signal.SIGKILL) -> None:
+    process.send_signal(signum)

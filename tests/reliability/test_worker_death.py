@@ -1,0 +1,154 @@
+"""Worker death: SIGKILLed workers, one at a time and all at once, and the sweep still ends
+with exactly n_trials COMPLETE, every killed attempt FAIL and retried, nothing RUNNING."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from optuna.trial import TrialState
+
+from tests.reliability.conftest import (
+    FULL,
+    GRACE_S,
+    HEARTBEAT_S,
+    Workspace,
+    assert_sweep_finished_cleanly,
+    by_state,
+    load_study,
+    running_trial_of,
+    sqlite_url,
+    wait_until_mid_trial,
+)
+
+pytestmark = pytest.mark.reliability
+
+ASK_THEN_DIE = textwrap.dedent(
+    """
+    import os, signal, sys
+    from sweeps.spec import load_spec
+    from sweeps.study import open_study
+
+    sweep = open_study(load_spec(sys.argv[1]), sys.argv[2])
+    sweep.study.ask()  # RUNNING in the database, no heartbeat recorded yet
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def test_worker_killed_before_its_first_heartbeat_loses_the_trial(workspace: Workspace):
+    """Protection: ``TrialGate.ask`` gives a heartbeat-less RUNNING trial one (under the
+    sweep lock), so its grace period starts; Optuna alone never fails such a trial and the
+    sweep would wait for it forever."""
+    spec = workspace.spec(n_trials=2, epochs=2)
+    url = sqlite_url(workspace.folder)
+    orphan = subprocess.run(
+        [sys.executable, "-c", ASK_THEN_DIE, str(spec), url],
+        env=workspace.env,
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    assert orphan.returncode == -signal.SIGKILL, orphan.stderr.decode()
+    [stuck] = load_study(url).get_trials()
+    assert stuck.state is TrialState.RUNNING
+
+    worker = workspace.start("worker", str(spec), "--storage", url)
+    workspace.wait([worker], timeout=30)
+
+    trials = load_study(url).get_trials()
+    assert trials[stuck.number].state is TrialState.FAIL
+    assert_sweep_finished_cleanly(url, n_trials=2, epochs=2)
+
+
+@pytest.mark.postgres
+def test_repeated_sigkills_mid_trial_lose_nothing_and_count_nothing_twice(
+    workspace: Workspace, postgres_url: str
+):
+    """Protection: heartbeats + grace period fail a killed worker's trial, the retry
+    callback re-queues its configuration (attempt + 1, partial metrics kept apart), and the
+    quota gate ends the sweep at exactly n_trials. Full: 5 kills, 30 trials, 3 workers."""
+    n_trials, kills, epochs = (30, 5, 3) if FULL else (8, 2, 3)
+    spec = workspace.spec(n_trials=n_trials, epochs=epochs)
+    live = workspace.start_workers(spec, postgres_url, 3)
+    study = load_study_when_created(postgres_url)
+    rng = random.Random(7)
+    killed: list[tuple[int, float]] = []  # (trial number, time of the kill)
+    while len(killed) < kills:
+        victim = rng.choice([p for p in live if p.poll() is None])
+        trial = wait_until_mid_trial(postgres_url, study, victim.pid)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        killed.append((trial.number, time.time()))
+        live.remove(victim)
+        live.append(workspace.start("worker", str(spec), "--storage", postgres_url))
+    workspace.wait(live, timeout=240 if FULL else 120)
+
+    assert_sweep_finished_cleanly(postgres_url, n_trials=n_trials, epochs=epochs)
+    trials = study.get_trials()
+    for number, _ in killed:
+        assert trials[number].state is TrialState.FAIL
+        [retry] = [t for t in trials if t.system_attrs.get("failed_trial") == number]
+        assert retry.state is TrialState.COMPLETE
+    # Each killed attempt was failed within grace + one heartbeat of its last heartbeat
+    # (+1 s for the polling of a waiting worker); its retry started after that.
+    for number, _ in killed:
+        dead = trials[number]
+        [retry] = [t for t in trials if t.system_attrs.get("failed_trial") == number]
+        assert dead.datetime_complete is not None
+        assert retry.datetime_start is not None
+        assert retry.datetime_start >= dead.datetime_complete
+    by_attempt = failed_runs_attempts(postgres_url, [n for n, _ in killed])
+    assert by_attempt == {1} or by_attempt <= set(range(1, kills + 1))
+
+
+def failed_runs_attempts(url: str, numbers: list[int]) -> set[int]:
+    from storage import trials_frame
+
+    runs = trials_frame(url, "rel")
+    dead = runs[runs["trial"].isin(numbers)]
+    assert set(dead["state"]) == {"FAIL"}
+    return set(dead["attempt"])
+
+
+def load_study_when_created(url: str, timeout: float = 60.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return load_study(url)
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@pytest.mark.postgres
+def test_all_workers_killed_then_new_ones_finish_the_sweep(workspace: Workspace, postgres_url: str):
+    """Protection: stale-trial detection by the *new* workers (``fail_stale_trials`` at
+    the top of the worker loop): the dead workers' trials are failed and retried."""
+    n_trials, epochs = 6, 3
+    spec = workspace.spec(n_trials=n_trials, epochs=epochs)
+    first = workspace.start_workers(spec, postgres_url, 2)
+    study = load_study_when_created(postgres_url)
+    for worker in first:
+        wait_until_mid_trial(postgres_url, study, worker.pid)
+    stuck = [running_trial_of(study, worker.pid) for worker in first]
+    for worker in first:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    assert len(by_state(study.get_trials())[TrialState.RUNNING]) == 2
+
+    second = workspace.start_workers(spec, postgres_url, 2)
+    workspace.wait(second, timeout=120)
+
+    assert_sweep_finished_cleanly(postgres_url, n_trials=n_trials, epochs=epochs)
+    trials = study.get_trials()
+    for trial in stuck:
+        assert trial is not None
+        assert trials[trial.number].state is TrialState.FAIL
+    assert HEARTBEAT_S < GRACE_S  # the settings these timings rely on

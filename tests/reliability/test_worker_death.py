@@ -13,6 +13,8 @@ import time
 import pytest
 from optuna.trial import TrialState
 
+from storage import trials_frame
+from sweeps.study import attempt_of
 from tests.reliability.conftest import (
     FULL,
     GRACE_S,
@@ -95,25 +97,22 @@ def test_repeated_sigkills_mid_trial_lose_nothing_and_count_nothing_twice(
         assert trials[number].state is TrialState.FAIL
         [retry] = [t for t in trials if t.system_attrs.get("failed_trial") == number]
         assert retry.state is TrialState.COMPLETE
-    # Each killed attempt was failed within grace + one heartbeat of its last heartbeat
-    # (+1 s for the polling of a waiting worker); its retry started after that.
-    for number, _ in killed:
+    # Each killed attempt was failed within the grace period plus one heartbeat of the
+    # kill (plus the stale check's own period and slack for a loaded 2-core machine), and
+    # its retry started after that, as the next attempt of the same configuration.
+    runs = trials_frame(postgres_url, "rel")
+    for number, killed_at in killed:
         dead = trials[number]
         [retry] = [t for t in trials if t.system_attrs.get("failed_trial") == number]
         assert dead.datetime_complete is not None
         assert retry.datetime_start is not None
+        detected_after = dead.datetime_complete.timestamp() - killed_at
+        assert detected_after <= GRACE_S + 2 * HEARTBEAT_S + 3.0
         assert retry.datetime_start >= dead.datetime_complete
-    by_attempt = failed_runs_attempts(postgres_url, [n for n, _ in killed])
-    assert by_attempt == {1} or by_attempt <= set(range(1, kills + 1))
-
-
-def failed_runs_attempts(url: str, numbers: list[int]) -> set[int]:
-    from storage import trials_frame
-
-    runs = trials_frame(url, "rel")
-    dead = runs[runs["trial"].isin(numbers)]
-    assert set(dead["state"]) == {"FAIL"}
-    return set(dead["attempt"])
+        dead_attempt = set(runs[runs["trial"] == number]["attempt"])
+        assert dead_attempt == {attempt_of(dead)}
+        assert set(runs[runs["trial"] == retry.number]["attempt"]) == {attempt_of(dead) + 1}
+        assert set(runs[runs["trial"] == number]["state"]) == {"FAIL"}
 
 
 def load_study_when_created(url: str, timeout: float = 60.0):  # type: ignore[no-untyped-def]

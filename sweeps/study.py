@@ -199,6 +199,10 @@ def open_study(
                 direction=direction,
                 load_if_exists=True,
             )
+            resumed_at = sum(count_trials(study).values())
+            if resumed_at and spec.sampler_seed is not None:
+                # Opened as the sweep was: its seed would replay the draws already made.
+                study.sampler = make_sampler(spec, resumed_at=resumed_at)
             total = n_trials if n_trials is not None else spec.n_trials
             if total is not None:
                 study.set_user_attr(N_TRIALS_ATTR, total)
@@ -242,18 +246,22 @@ def load_existing_study(name: str, url: str) -> optuna.Study:
         raise unavailable_error(url, exc.__cause__ or exc) from None
 
 
-def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
+def make_sampler(spec: SweepSpec, *, resumed_at: int = 0) -> optuna.samplers.BaseSampler:
     """The spec's sampler, seeded with ``sampler_seed`` plus this worker's offset.
 
     Workers sharing one seed would draw the same points; each worker adds its index
     (``SWEEPS_WORKER_INDEX``, set by ``sweeps run``) or, when started by hand, its process
     id, so one local worker is reproducible and many workers still explore apart.
+    ``resumed_at`` (the number of trials the sweep already has when this worker joins)
+    moves the seed on too, so resuming a sweep does not draw its first points again.
     """
     name = spec.sampler
     seed = spec.sampler_seed
     if seed is not None:
         index = os.environ.get(WORKER_INDEX_ENV_VAR, "").strip()
         seed = seed + (int(index) if index.isdigit() else os.getpid())
+        if resumed_at:
+            seed = zlib.crc32(f"{seed}:{resumed_at}".encode())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if name == "tpe":

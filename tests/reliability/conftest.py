@@ -266,6 +266,35 @@ def assert_sweep_finished_cleanly(url: str, n_trials: int, epochs: int, name: st
         assert epochs_per_run[tuple(key)] == list(range(1, epochs + 1))
 
 
+@pytest.fixture
+def restartable_postgres_url(postgres_server_url: str) -> Iterator[str]:
+    """Like ``postgres_url`` (a fresh database, dropped afterwards), for tests that restart
+    the server: its admin connections are not pooled, so none is stale after a restart."""
+    import uuid
+
+    from sqlalchemy.pool import NullPool
+
+    name = f"ms_rel_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        pg_ready()
+        with admin.connect() as connection:
+            connection.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": name},
+            )
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
 def pg_cluster() -> tuple[str, str]:
     versions = sorted(os.listdir("/etc/postgresql"))
     return versions[0], "main"

@@ -32,6 +32,7 @@ sampler = "tpe"
 pruner = "none"
 n_trials = 8
 devices = "cpu"
+population = 4               # each worker trains 4 trials at once (docs/population.md)
 
 [search_space]
 lr = {{ low = 0.01, high = 0.5, log = true }}

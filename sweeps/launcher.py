@@ -70,11 +70,14 @@ def worker_command(
     device: Device,
     n_trials: int | None,
     name: str | None,
+    population: str | None = None,
 ) -> list[str]:
     """The ``sweeps worker`` command line for one local worker (without the interpreter)."""
     command = ["worker", str(spec_path), "--storage", url, "--device", device.inside_worker]
     if n_trials is not None:
         command += ["--n-trials", str(n_trials)]
+    if population is not None:
+        command += ["--population", str(population)]
     if name is not None:
         command += ["--name", name]
     return command
@@ -91,6 +94,7 @@ def launch(
     name: str | None = None,
     console: Any = None,
     show_progress: bool = True,
+    population: str | None = None,
 ) -> LaunchResult:
     """Run the sweep with local workers until it is done, interrupted, or they fail.
 
@@ -122,7 +126,14 @@ def launch(
         with _forwarded_signals() as stop:
             started = [
                 _start_worker(
-                    i, placement[i % len(placement)], spec_path, sweep.url, threads, total, name
+                    i,
+                    placement[i % len(placement)],
+                    spec_path,
+                    sweep.url,
+                    threads,
+                    total,
+                    name,
+                    population,
                 )
                 for i in range(count)
             ]
@@ -171,13 +182,16 @@ def _start_worker(
     threads: int,
     n_trials: int | None,
     name: str | None,
+    population: str | None = None,
 ) -> WorkerProcess:
     env = dict(os.environ)
     env.update(device.worker_environment())
     env[THREADS_ENV_VAR] = str(threads)
     env[WORKER_INDEX_ENV_VAR] = str(index)
     env["OMP_NUM_THREADS"] = str(threads)
-    command = worker_command(spec_path, url, device=device, n_trials=n_trials, name=name)
+    command = worker_command(
+        spec_path, url, device=device, n_trials=n_trials, name=name, population=population
+    )
     log = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the worker, by the OS)
     process = subprocess.Popen(
         [sys.executable, "-c", _WORKER_ENTRY, *command],

@@ -60,6 +60,7 @@ TOP_LEVEL_KEYS = (
     "n_trials",
     "timeout",
     "devices",
+    "population",
     "storage",
     "heartbeat_interval",
     "grace_period",
@@ -95,6 +96,8 @@ class SweepSpec:
     heartbeat_interval: int
     grace_period: int | None
     max_retries: int
+    #: Trials trained together by each worker (``docs/population.md``); 1 is one at a time.
+    population: int | str = 1
 
     @property
     def other_family(self) -> str | None:
@@ -124,6 +127,7 @@ class SweepSpec:
             "heartbeat_interval": self.heartbeat_interval,
             "grace_period": self.grace_period,
             "max_retries": self.max_retries,
+            "population": self.population if self.population != 1 else None,
         }
         return {key: value for key, value in out.items() if value is not None}
 
@@ -279,6 +283,9 @@ def _build(table: Mapping[str, Any]) -> SweepSpec:
                 f"grace_period ({grace}) must be longer than heartbeat_interval ({heartbeat})."
             )
     max_retries = _whole(table.get("max_retries", 3), "max_retries", 0)
+    population = table.get("population", 1)
+    if population != "auto":
+        population = _whole(population, "population (or 'auto')", 1)
 
     spec = SweepSpec(
         name=name,
@@ -301,6 +308,7 @@ def _build(table: Mapping[str, Any]) -> SweepSpec:
         heartbeat_interval=heartbeat,
         grace_period=grace,
         max_retries=max_retries,
+        population=population,
     )
     if sampler == "grid":
         grid_search_space(spec)  # raises SpecError naming a continuous range

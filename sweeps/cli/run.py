@@ -23,6 +23,24 @@ def _at_least_one(option: str, value: int | None) -> int | None:
     return value
 
 
+def _population(value: str | None) -> int | str | None:
+    """``--population``: a whole number or ``auto`` (the spec checks the range)."""
+    if value is None or value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise SweepUsageError(
+            f"--population must be a whole number >= 1 or 'auto', got {value!r}."
+        ) from None
+
+
+POPULATION_HELP = (
+    "Trials each worker trains together as one stacked model, or auto (default: the spec's,"
+    " else 1); see docs/population.md."
+)
+
+
 def _storage_url(option: str | None, spec_storage: str | None) -> str:
     import os
 
@@ -48,6 +66,7 @@ def _stderr_console():  # type: ignore[no-untyped-def]
 )
 @click.option("--n-trials", type=int, help="The sweep's total number of trials, all workers.")
 @click.option("--name", help="The sweep's name (default: the spec's, else the file name).")
+@click.option("--population", metavar="K|auto", help=POPULATION_HELP)
 @click.option("--no-progress", is_flag=True, help="No live progress bar.")
 def run_command(
     spec_path: Path,
@@ -56,6 +75,7 @@ def run_command(
     devices: str | None,
     n_trials: int | None,
     name: str | None,
+    population: str | None,
     no_progress: bool,
 ) -> None:
     """Run the sweep SPEC with local workers, one per device, until it has its trials.
@@ -69,7 +89,7 @@ def run_command(
 
     _at_least_one("--workers", workers)
     _at_least_one("--n-trials", n_trials)
-    spec = load_spec(spec_path, n_trials=n_trials, name=name)
+    spec = load_spec(spec_path, n_trials=n_trials, name=name, population=_population(population))
     url = _storage_url(storage, spec.storage)
     result = launch(
         spec,
@@ -79,6 +99,7 @@ def run_command(
         devices=devices,
         n_trials=n_trials,
         name=name,
+        population=population,
         console=_stderr_console(),
         show_progress=not no_progress,
     )
@@ -101,8 +122,14 @@ def run_command(
 @click.option("--n-trials", type=int, help="The sweep's total number of trials, all workers.")
 @click.option("--name", help="The sweep's name (default: the spec's, else the file name).")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda:N.")
+@click.option("--population", metavar="K|auto", help=POPULATION_HELP)
 def worker_command(
-    spec_path: Path, storage: str, n_trials: int | None, name: str | None, device: str
+    spec_path: Path,
+    storage: str,
+    n_trials: int | None,
+    name: str | None,
+    device: str,
+    population: str | None,
 ) -> None:
     """Join the sweep SPEC as one worker, from any machine that reaches the database.
 
@@ -115,8 +142,15 @@ def worker_command(
 
     _at_least_one("--n-trials", n_trials)
     parse_devices(device)
-    spec = load_spec(spec_path, n_trials=n_trials, name=name)
-    summary = run_worker(spec, storage, n_trials=n_trials, device=device)
+    spec = load_spec(spec_path, n_trials=n_trials, name=name, population=_population(population))
+    if spec.population != 1:
+        from sweeps.population.worker import run_population_worker
+
+        summary = run_population_worker(
+            spec, storage, population=spec.population, n_trials=n_trials, device=device
+        )
+    else:
+        summary = run_worker(spec, storage, n_trials=n_trials, device=device)
     click.echo(
         f"Worker done: {summary.complete} complete, {summary.pruned} pruned,"
         f" {summary.failed} failed.",

@@ -123,13 +123,20 @@ class SweepSpec:
             "n_trials": self.n_trials,
             "timeout": self.timeout,
             "devices": self.devices,
-            "storage": self.storage,
+            # Stored with the sweep and shown by tools: never with its password.
+            "storage": _without_password(self.storage),
             "heartbeat_interval": self.heartbeat_interval,
             "grace_period": self.grace_period,
             "max_retries": self.max_retries,
             "population": self.population if self.population != 1 else None,
         }
         return {key: value for key, value in out.items() if value is not None}
+
+
+def _without_password(url: str | None) -> str | None:
+    from storage.engine import hide_password
+
+    return hide_password(url) if url is not None and "@" in url else url
 
 
 def load_spec(path: str | Path, **overrides: Any) -> SweepSpec:

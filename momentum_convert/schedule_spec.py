@@ -375,6 +375,10 @@ def read_schedule_file(path: str | Path) -> PerStep:
         raise ScheduleSpecError(
             f"cannot read schedule file {source}: {exc.strerror or exc}."
         ) from None
+    except ValueError:  # a path no file can have ("embedded null byte")
+        raise ScheduleSpecError(
+            f"cannot read schedule file {source!r}: a path cannot hold a null byte."
+        ) from None
     is_json = Path(path).suffix.lower() == ".json" or text.lstrip().startswith(("[", "{"))
     values = _json_values(source, text) if is_json else _csv_values(source, text)
     if not values:

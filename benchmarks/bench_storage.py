@@ -12,7 +12,7 @@
 2. Writing: ``record_epoch`` for 20 epochs x 3 metrics (one transaction per epoch) against
    Optuna's ``trial.report`` for 20 steps, on the same PostgreSQL.
 
-Usage: ``python benchmarks/bench_storage.py [--trials 10000] [--skip-postgres]``.
+Usage: ``python benchmarks/bench_storage.py [--trials 10000] [--skip-sqlite] [--skip-postgres]``.
 PostgreSQL comes from ``SWEEPS_TEST_POSTGRES_URL`` (default: local server, database ``test``);
 a scratch database ``ms_bench`` is created and dropped.
 """
@@ -283,6 +283,7 @@ def bench_write(url: str, repeats: int = 15) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10_000)
+    parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--skip-postgres", action="store_true")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -297,11 +298,11 @@ def main() -> None:
         " | load average 1/5/15 min, before -> after |",
         "|---|---|---|---|---|---|---|",
     ]
-    with tempfile.TemporaryDirectory() as directory:
-        sqlite_url = f"sqlite:///{Path(directory) / 'bench.db'}"
-        lines += bench_read(sqlite_url, "SQLite", args.trials)
-        print("\n".join(lines), flush=True)
-        lines = []
+    print("\n".join(lines), flush=True)
+    if not args.skip_sqlite:
+        with tempfile.TemporaryDirectory() as directory:
+            sqlite_url = f"sqlite:///{Path(directory) / 'bench.db'}"
+            print("\n".join(bench_read(sqlite_url, "SQLite", args.trials)), flush=True)
     if not args.skip_postgres:
         admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:

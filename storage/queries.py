@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
+from sqlalchemy.sql.expression import SelectBase
 
 from storage.engine import create_engine, read_only, unavailable_as_storage_error
 from storage.errors import SweepNotFoundError
@@ -175,9 +176,7 @@ def metrics_frame(
     return _assemble_metrics(rows, runs, names)
 
 
-def _metric_rows_statement(
-    sweep_id: int | None, dialect: str
-) -> sa.Select[Any] | sa.CompoundSelect[Any]:
+def _metric_rows_statement(sweep_id: int | None, dialect: str) -> SelectBase:
     statement = sa.select(
         EpochMetric.trial_run_id,
         EpochMetric.epoch,
@@ -374,9 +373,7 @@ def _sweep_id(engine: Engine, sweep: str) -> int:
     )
 
 
-def _read_numeric(
-    statement: sa.Select[Any] | sa.CompoundSelect[Any], engine: Engine
-) -> dict[str, np.ndarray]:
+def _read_numeric(statement: SelectBase, engine: Engine) -> dict[str, np.ndarray]:
     """The numeric columns of ``statement`` as NumPy arrays (NULL floats as NaN).
 
     Through ADBC (Arrow columns built in C) when possible, else ``pandas.read_sql`` over

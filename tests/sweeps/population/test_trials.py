@@ -73,7 +73,9 @@ class ListRecorder:
         self.epochs[run_id].append(dict(result.metrics))
 
     def finish(self, run_id, *, state, value=None, failure_reason=None, diverged_at_step=None):
-        self.runs[run_id].update(state=state, value=value, diverged=diverged_at_step)
+        self.runs[run_id].update(
+            state=state, value=value, diverged=diverged_at_step, reason=failure_reason
+        )
 
     def fail_attempts(self, trial_numbers, reason) -> None:
         raise AssertionError("no retries in these tests")
@@ -156,3 +158,19 @@ def test_a_task_without_a_stackable_model_is_refused_with_a_clear_message(
     spec = parse_spec(SPEC.format(task="plain_task:build"))
     with pytest.raises(SweepUsageError, match=r"'plain_task:build' has not declared"):
         PopulationObjective(spec, ListRecorder())
+
+
+def test_an_interrupted_population_leaves_no_run_running() -> None:
+    spec = parse_spec(SPEC.format(task="regression"))
+
+    class InterruptedRecorder(ListRecorder):
+        def epoch(self, run_id, result) -> None:
+            raise KeyboardInterrupt
+
+    recorder, study = InterruptedRecorder(), study_with_configurations(pruned=set())
+    objective = PopulationObjective(spec, recorder)
+    with pytest.raises(KeyboardInterrupt):
+        objective([study.ask() for _ in CONFIGURATIONS[:2]])
+    ends = {(run["state"], run["reason"]) for run in recorder.runs.values()}
+    assert ends == {("FAIL", "interrupted")}
+    assert len(recorder.runs) == 2 * 3 * 2  # trials x roles x seeds

@@ -290,7 +290,8 @@ def unknown_key_message(key: str, accepted: tuple[str, ...] | list[str], path: s
         key, list(accepted), n=1
     )
     hint = f" did you mean '{close[0]}'?" if close else ""
-    return f"unknown key '{where}';{hint} accepted keys: {', '.join(accepted)}."
+    # repr: a key with a newline or a quote in it still makes one line.
+    return f"unknown key {where!r};{hint} accepted keys: {', '.join(accepted)}."
 
 
 def check_bounds(

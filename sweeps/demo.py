@@ -27,10 +27,10 @@ task = "digits-mlp"
 optimizers = ["pytorch", "sutskever"]
 convention = "pytorch"       # the search space below is written for torch.optim.SGD
 pairing = true               # each configuration also runs converted and naive in SutskeverSGD
-seeds = [0]
+seeds = [0, 1]                # two seeds per configuration: the report shows intervals
 sampler = "tpe"
 pruner = "none"
-n_trials = 8
+n_trials = 16
 devices = "cpu"
 population = 4               # each worker trains 4 trials at once (docs/population.md)
 

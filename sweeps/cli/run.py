@@ -210,7 +210,9 @@ def demo_command(no_progress: bool) -> None:
     if result.snapshot is not None and result.snapshot.finished:
         from sweeps.report import write_report
 
-        html = write_report(plan.storage, spec.name, plan.folder / "sweeps-demo-report")
+        html = write_report(
+            plan.storage, spec.name, plan.folder / "sweeps-demo-report", run_missing=True
+        )
         click.echo(f"Report: {html}")
     click.echo(closing_words(plan))
     if result.exit_code:

@@ -93,7 +93,7 @@ class SutskeverSGD(Optimizer):
         fused: use PyTorch's fused SGD kernel (CPU and CUDA, floating-point parameters).
             With neither ``foreach`` nor ``fused`` given, the fused kernel is used where all
             parameters support it (the fastest on CPU and CUDA, see
-            ``benchmarks/RESULTS_optim.md``), otherwise the multi-tensor path.
+            ``benchmarks/RESULTS.md``), otherwise the multi-tensor path.
 
     Example:
         >>> model = torch.nn.Linear(4, 1)

@@ -13,7 +13,7 @@ to a row is exactly that member's gradient), and the optimizer
 Models that are an ``nn.Sequential`` of ``nn.Linear`` layers and element-wise activations
 take a direct path instead: each layer is one ``torch.baddbmm`` over
 the ``K`` weight matrices, without ``vmap``'s per-call tracing (``benchmarks/
-RESULTS_population.md`` has both measured).
+RESULTS.md`` has both measured).
 
 A model can be stacked when its forward pass is a function of its parameters, buffers
 and inputs only: no random numbers (dropout), no in-place buffer updates (batch norm in

@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 #: The population ``auto`` gives on a CPU: the speed-up per trial levels off by K = 64
-#: (``benchmarks/RESULTS_population.md``).
+#: (``benchmarks/RESULTS.md``).
 CPU_POPULATION = 64
 #: The most members ``auto`` puts in one population on a GPU.
 MAX_POPULATION = 1024
@@ -69,7 +69,7 @@ def auto_population(task: Task, device: str, batch_size: int = 128) -> int:
 
     On a CPU: :data:`CPU_POPULATION`, or 1 (train trials one at a time) for a model with
     convolutions, which stacked run no faster there (grouped convolutions: digits-cnn
-    measured 0.9-1.0×, ``benchmarks/RESULTS_population.md``). On a CUDA device: as many
+    measured 0.9-1.0×, ``benchmarks/RESULTS.md``). On a CUDA device: as many
     members as fit in half of the free memory, each counted as eight copies of its
     parameters (weights, gradient, momentum state, the autograd graph's saved tensors) plus
     its activations for one batch, measured with one forward and backward pass; at most

@@ -361,8 +361,10 @@ def _check_sweep(engine: Engine, sweep: str) -> None:
 
 def _sweep_id(engine: Engine, sweep: str) -> int:
     """The id of the sweep called ``sweep``; SweepNotFoundError naming the stored ones."""
-    with unavailable_as_storage_error(engine.url), read_only(engine) as connection:
-        sweep_id = connection.scalar(sa.select(Sweep.id).where(Sweep.name == sweep))
+    sweep_id = None
+    if "\x00" not in sweep:  # no stored name holds NUL, which PostgreSQL refuses to compare
+        with unavailable_as_storage_error(engine.url), read_only(engine) as connection:
+            sweep_id = connection.scalar(sa.select(Sweep.id).where(Sweep.name == sweep))
     if sweep_id is not None:
         return int(sweep_id)
     names = sweep_names(engine)

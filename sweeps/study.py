@@ -225,11 +225,13 @@ def load_existing_study(name: str, url: str) -> optuna.Study:
 
     Raises:
         SweepNotFoundError: no sweep of that name in the database.
+        StorageUsageError: a malformed URL, or an unknown backend or driver.
         StorageUnavailableError: the database cannot be reached.
     """
     from storage.errors import SweepNotFoundError
 
     url = normalize_url(url)
+    create_engine(url).dispose()  # an unusable URL: StorageUsageError, before Optuna's own
     try:
         storage = RDBStorage(url, engine_kwargs=_engine_kwargs(url))
         names = [s.study_name for s in storage.get_all_studies()]

@@ -16,7 +16,11 @@ EXAMPLES = 3000 if FULL else 200
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.function_scoped_fixture,  # stubs that hold for every example
+    ],
     database=None,
 )
 

@@ -221,6 +221,12 @@ def _run_trial(
         except KeyboardInterrupt:
             state = TrialState.FAIL
             interrupted = True
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # This process went without a heartbeat past the grace period (paused, starved,
+            # cut off): another worker failed the trial and re-queued it. The retry owns
+            # the configuration now; this attempt just stops.
+            state = TrialState.FAIL
+            _log.warning("Trial %d was failed as stale and retried elsewhere.", trial.number)
         except Exception as exc:
             state = TrialState.FAIL
             summary.failures.append(f"{type(exc).__name__}: {exc}")

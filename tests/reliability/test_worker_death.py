@@ -151,3 +151,32 @@ def test_all_workers_killed_then_new_ones_finish_the_sweep(workspace: Workspace,
         assert trial is not None
         assert trials[trial.number].state is TrialState.FAIL
     assert HEARTBEAT_S < GRACE_S  # the settings these timings rely on
+
+
+@pytest.mark.postgres
+def test_worker_paused_past_the_grace_period_gives_its_trial_up_and_goes_on(
+    workspace: Workspace, postgres_url: str
+):
+    """Protection: ``_run_trial`` treats Optuna's UpdateFinishedTrialError as "this trial
+    was failed as stale and retried elsewhere" and carries on. Without it a worker that
+    was paused (SIGSTOP, a starved machine, a network cut) longer than the grace period
+    crashed with a traceback on its next write (found by the 16-worker load test)."""
+    n_trials, epochs = 4, 4
+    spec = workspace.spec(n_trials=n_trials, epochs=epochs)
+    workers = workspace.start_workers(spec, postgres_url, 2)
+    study = load_study_when_created(postgres_url)
+    paused = workers[0]
+    trial = wait_until_mid_trial(postgres_url, study, paused.pid)
+    paused.send_signal(signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 60
+        while study.get_trials()[trial.number].state is TrialState.RUNNING:
+            assert time.monotonic() < deadline, "the paused worker's trial was never failed"
+            time.sleep(0.2)
+    finally:
+        paused.send_signal(signal.SIGCONT)
+    workspace.wait(workers, timeout=120)
+
+    assert "Traceback" not in workspace.all_logs()
+    assert study.get_trials()[trial.number].state is TrialState.FAIL
+    assert_sweep_finished_cleanly(postgres_url, n_trials=n_trials, epochs=epochs)

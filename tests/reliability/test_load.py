@@ -65,6 +65,9 @@ def test_many_workers_on_postgres_finish_without_errors_within_the_pool_budget(
     writes; without the bounds the connections grow past the budget under load."""
     workers, n_trials = (16, 500) if FULL else (4, 40)
     workspace.env["RELIABILITY_EPOCH_S"] = "0"
+    # Production-like heartbeats: 16 processes on 2 cores starve each other for seconds,
+    # and a 2 s grace period would (rightly) fail their trials as stale.
+    workspace.env.update(SWEEPS_HEARTBEAT_INTERVAL="2", SWEEPS_GRACE_PERIOD="20")
     spec = workspace.spec(n_trials=n_trials, epochs=1)
     database = sa.make_url(postgres_url).database
     assert database is not None

@@ -34,13 +34,19 @@ class ErrorHandlingGroup(click.Group):
     runtime_errors: ClassVar[tuple[type[BaseException], ...]] = (OSError,)
 
     def main(  # type: ignore[override]
-        self, args: Sequence[str] | None = None, *margs: Any, **kwargs: Any
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
     ) -> Any:
+        # ``standalone_mode`` is accepted for click's signature and ignored: the policy
+        # above is this group's own standalone mode.
         argv = list(args) if args is not None else None
         debug = _debug_requested(argv)
-        kwargs.pop("standalone_mode", None)
         try:
-            result = super().main(argv, *margs, standalone_mode=False, **kwargs)
+            result = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.Exit as exc:
             raise SystemExit(exc.exit_code) from None
         except click.Abort:

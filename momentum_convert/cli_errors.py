@@ -11,6 +11,8 @@ subcommand, so commands just raise the library's own exceptions.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -26,8 +28,9 @@ class ErrorHandlingGroup(click.Group):
     """A click group that maps exceptions to one-sentence messages and exit codes.
 
     Subclasses (or callers through ``context_settings``) extend ``usage_errors`` and
-    ``runtime_errors``. The root command must define a ``--debug`` flag; its value is
-    read from ``ctx.params`` (or the ``MOMENTUM_SWEEPS_DEBUG`` environment variable).
+    ``runtime_errors``. The root command defines a ``--debug`` flag; it is looked for
+    anywhere on the command line (so it also works after the subcommand), or set with the
+    ``MOMENTUM_SWEEPS_DEBUG`` environment variable.
     """
 
     usage_errors: ClassVar[tuple[type[BaseException], ...]] = (MomentumConvertError,)
@@ -74,9 +77,6 @@ class ErrorHandlingGroup(click.Group):
 
 
 def _debug_requested(argv: list[str] | None) -> bool:
-    import os
-    import sys
-
     words = argv if argv is not None else sys.argv[1:]
     return "--debug" in words or os.environ.get("MOMENTUM_SWEEPS_DEBUG", "") not in ("", "0")
 

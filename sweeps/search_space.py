@@ -40,7 +40,7 @@ from sweeps.errors import SpecError
 
 Scalar: TypeAlias = bool | int | float | str
 Value: TypeAlias = Scalar | tuple[int, ...]
-Kind: TypeAlias = Literal["float", "int", "bool", "int_list"]
+Kind: TypeAlias = Literal["float", "int", "bool", "int_list", "str"]
 
 
 class Distribution(Protocol):
@@ -188,6 +188,10 @@ def _scalar(value: object, kind: Kind, path: str) -> Value:
         if isinstance(value, bool):
             return value
         raise SpecError(f"{path} must be true or false, got {_type_name(value)} ({value!r}).")
+    if kind == "str":
+        if isinstance(value, str) and value:
+            return value
+        raise SpecError(f"{path} must be a non-empty string, got {_type_name(value)} ({value!r}).")
     if kind == "int_list":
         if (
             isinstance(value, list)
@@ -229,7 +233,7 @@ def parse_distribution(raw: object, kind: Kind, path: str) -> Distribution:
             _reject_unknown(raw, ("value",), path)
             return Fixed(_scalar(raw["value"], kind, f"{path}.value"))
         _reject_unknown(raw, _RANGE_KEYS, path)
-        if kind in ("bool", "int_list"):
+        if kind in ("bool", "int_list", "str"):
             raise SpecError(f"{path} cannot be a range; give a fixed value or {{choices = [...]}}.")
         return _range(raw, kind, path)
     if isinstance(raw, list) and kind != "int_list":
@@ -418,6 +422,19 @@ def _onecycle(lr: float, p: Mapping[str, Any], steps_per_epoch: int, epochs: int
     )
 
 
+def _recipe(lr: float, p: Mapping[str, Any], steps_per_epoch: int, epochs: int) -> Schedule:
+    # A catalog recipe's own schedule at the same fractions of training (sweeps.recipe_start).
+    from sweeps.recipe_start import recipe_schedule
+
+    return recipe_schedule(str(p["name"]), steps_per_epoch * epochs)
+
+
+def _recipe_names(distribution: Distribution, path: str) -> None:
+    from sweeps.recipe_start import check_recipe_names
+
+    check_recipe_names(distribution, path)
+
+
 SCHEDULE_FAMILIES: dict[str, ScheduleFamily] = {
     family.name: family
     for family in (
@@ -460,6 +477,12 @@ SCHEDULE_FAMILIES: dict[str, ScheduleFamily] = {
             },
             _onecycle,
             "torch OneCycleLR with max_lr = lr (the learning rate only; momentum stays fixed)",
+        ),
+        ScheduleFamily(
+            "recipe",
+            {"name": Parameter("str", None, "a momentum_convert catalog recipe", _recipe_names)},
+            _recipe,
+            "a published recipe's schedule, its changes at the same fractions of training",
         ),
     )
 }

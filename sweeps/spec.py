@@ -49,6 +49,8 @@ TOP_LEVEL_KEYS = (
     "task",
     "optimizers",
     "convention",
+    "recipe",
+    "recipe_spread",
     "pairing",
     "search_space",
     "seeds",
@@ -98,6 +100,9 @@ class SweepSpec:
     max_retries: int
     #: Trials trained together by each worker (``docs/population.md``); 1 is one at a time.
     population: int | str = 1
+    #: The catalog recipe the search space was filled from (``sweeps.recipe_start``).
+    recipe: str | None = None
+    recipe_spread: float | None = None
 
     @property
     def other_family(self) -> str | None:
@@ -112,6 +117,8 @@ class SweepSpec:
             "task": self.task,
             "optimizers": list(self.optimizers),
             "convention": self.convention,
+            "recipe": self.recipe,
+            "recipe_spread": self.recipe_spread,
             "pairing": self.pairing,
             "search_space": self.search_space.to_json(),
             "seeds": list(self.seeds),
@@ -225,6 +232,13 @@ def _boolean(value: object, path: str) -> bool:
 
 
 def _build(table: Mapping[str, Any]) -> SweepSpec:
+    recipe, recipe_spread = table.get("recipe"), table.get("recipe_spread")
+    if recipe is not None:
+        from sweeps.recipe_start import fill_from_recipe
+
+        table = fill_from_recipe(table)  # fills only what the spec leaves out
+    elif recipe_spread is not None:
+        raise SpecError("recipe_spread is given without recipe; name a catalog recipe.")
     name = _string(_required(table, "name"), "name")
     if not _NAME.match(name):
         raise SpecError(f"name must use letters, digits, '.', '_' and '-' only, got {name!r}.")
@@ -316,6 +330,8 @@ def _build(table: Mapping[str, Any]) -> SweepSpec:
         grace_period=grace,
         max_retries=max_retries,
         population=population,
+        recipe=recipe,
+        recipe_spread=None if recipe_spread is None else float(recipe_spread),
     )
     if sampler == "grid":
         grid_search_space(spec)  # raises SpecError naming a continuous range

@@ -41,6 +41,7 @@ refused with a sentence (writing the key yourself always works):
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -101,6 +102,12 @@ def recipe_start(name: object, path: str = "recipe") -> RecipeStart:
     """
     if not isinstance(name, str) or name not in catalog.ENTRIES:
         raise _unknown(name, path)
+    return _start(name)
+
+
+@functools.cache
+def _start(name: str) -> RecipeStart:
+    # Cached: every run of a trial rebuilds its schedule, and goyal2017 needs a conversion.
     entry = catalog.get(name)
     recipe = entry.recipe()
     start = RecipeStart(

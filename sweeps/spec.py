@@ -384,9 +384,19 @@ def _optimizers(raw: object) -> tuple[str, ...]:
     return names
 
 
+MAX_SEEDS = 1000
+"""The most seeds a spec may ask for by count (``seeds = 5``)."""
+
+
 def _seeds(raw: object) -> tuple[int, ...]:
     if isinstance(raw, int) and not isinstance(raw, bool):
-        return tuple(range(_whole(raw, "seeds", 1)))
+        count = _whole(raw, "seeds", 1)
+        if count > MAX_SEEDS:  # range() of a mistyped count would fill the memory
+            raise SpecError(
+                f"seeds must be a count of at most {MAX_SEEDS} (every seed trains each"
+                f" configuration again), got {count}."
+            )
+        return tuple(range(count))
     if not isinstance(raw, list) or not raw:
         raise SpecError(
             f"seeds must be a count >= 1 or a non-empty list of seeds such as [0, 1, 2],"

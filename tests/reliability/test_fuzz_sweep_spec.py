@@ -9,6 +9,9 @@ from __future__ import annotations
 import copy
 import json
 import math
+import subprocess
+import sys
+import textwrap
 import tomllib
 from typing import Any
 
@@ -174,3 +177,33 @@ def test_unknown_key_with_a_newline_is_refused_on_one_line():
     message = check(to_toml(table))
     assert message is not None
     assert "search_space.weight_decay" in message
+
+
+def test_a_huge_seed_count_is_refused_without_filling_the_memory():
+    """Protection: ``seeds`` as a count is capped (``MAX_SEEDS``) before ``range`` is
+    materialised; the full fuzz run was OOM-killed at 24 GB by ``seeds = 2**62``. Run in
+    a child limited to 4 GB of address space, so a regression fails instead of swapping."""
+    code = textwrap.dedent(
+        """
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+        from sweeps.errors import SpecError
+        from sweeps.spec import parse_spec
+        try:
+            parse_spec(open(0).read())
+        except SpecError as exc:
+            print("SpecError:", exc)
+        """
+    )
+    table = copy.deepcopy(VALID)
+    table["seeds"] = 2**62
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        input=to_toml(table),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("SpecError: seeds must be")

@@ -235,6 +235,21 @@ def by_state(trials: list[FrozenTrial]) -> dict[TrialState, list[FrozenTrial]]:
     return {state: [t for t in trials if t.state is state] for state in TrialState}
 
 
+def immediate_retry_of(trial: FrozenTrial) -> int | None:
+    """The trial that ``trial`` retries directly (Optuna's ``failed_trial`` names the first
+    of a chain of retries; ``retry_history`` ends with the one just before)."""
+    history = trial.system_attrs.get("retry_history", [])
+    return int(history[-1]) if history else None
+
+
+def final_attempt(trials: list[FrozenTrial], number: int) -> FrozenTrial:
+    """Follow the retries of trial ``number`` to the last attempt at its configuration."""
+    current = trials[number]
+    while current.state is TrialState.FAIL:
+        [current] = [t for t in trials if immediate_retry_of(t) == current.number]
+    return current
+
+
 def assert_sweep_finished_cleanly(url: str, n_trials: int, epochs: int, name: str = "rel") -> None:
     """Exactly ``n_trials`` COMPLETE, nothing RUNNING or WAITING, every FAIL retried with
     its own configuration, no configuration completed twice, every COMPLETE run has all
@@ -249,7 +264,7 @@ def assert_sweep_finished_cleanly(url: str, n_trials: int, epochs: int, name: st
     completed = [tuple(sorted(t.params.items())) for t in states[TrialState.COMPLETE]]
     assert len(set(completed)) == n_trials, "a configuration was evaluated twice"
     for failed in states[TrialState.FAIL]:
-        retries = [t for t in trials if t.system_attrs.get("failed_trial") == failed.number]
+        retries = [t for t in trials if immediate_retry_of(t) == failed.number]
         assert len(retries) == 1, f"trial {failed.number} was retried {len(retries)} times"
         if failed.params:  # a trial killed before sampling has no configuration yet
             assert retries[0].params == failed.params

@@ -22,6 +22,8 @@ from tests.reliability.conftest import (
     Workspace,
     assert_sweep_finished_cleanly,
     by_state,
+    final_attempt,
+    immediate_retry_of,
     load_study,
     running_trial_of,
     sqlite_url,
@@ -95,15 +97,14 @@ def test_repeated_sigkills_mid_trial_lose_nothing_and_count_nothing_twice(
     trials = study.get_trials()
     for number, _ in killed:
         assert trials[number].state is TrialState.FAIL
-        [retry] = [t for t in trials if t.system_attrs.get("failed_trial") == number]
-        assert retry.state is TrialState.COMPLETE
+        assert final_attempt(trials, number).state is TrialState.COMPLETE
     # Each killed attempt was failed within the grace period plus one heartbeat of the
     # kill (plus the stale check's own period and slack for a loaded 2-core machine), and
     # its retry started after that, as the next attempt of the same configuration.
     runs = trials_frame(postgres_url, "rel")
     for number, killed_at in killed:
         dead = trials[number]
-        [retry] = [t for t in trials if t.system_attrs.get("failed_trial") == number]
+        [retry] = [t for t in trials if immediate_retry_of(t) == number]
         assert dead.datetime_complete is not None
         assert retry.datetime_start is not None
         detected_after = dead.datetime_complete.timestamp() - killed_at

@@ -194,6 +194,10 @@ def finish_trial_run(
     """Record how a run ended: its final Optuna state, objective value, failure, divergence.
 
     ``value`` NaN is stored as NULL (an objective that is not a number has no value).
+    Only a run still RUNNING or WAITING changes: a run that already ended keeps its state.
+    That matters when a worker outlives its heartbeat: another worker fails the stale
+    trial's runs (:func:`mark_runs_failed`) and retries them, and the late finish of the
+    old attempt must not turn its FAIL back into COMPLETE beside the retry's result.
 
     Raises:
         StorageUsageError: ``state`` is not COMPLETE, PRUNED or FAIL.
@@ -204,7 +208,7 @@ def finish_trial_run(
         value = None
     result = session.execute(
         sa.update(TrialRun)
-        .where(TrialRun.id == trial_run_id)
+        .where(TrialRun.id == trial_run_id, TrialRun.state.in_(("RUNNING", "WAITING")))
         .values(
             state=state,
             value=value,
@@ -214,7 +218,7 @@ def finish_trial_run(
         )
         .execution_options(synchronize_session="fetch")
     )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
+    if result.rowcount == 0 and session.get(TrialRun, trial_run_id) is None:  # type: ignore[attr-defined]
         raise TrialRunNotFoundError(f"No trial run has id {trial_run_id}.")
 
 

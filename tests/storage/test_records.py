@@ -254,6 +254,30 @@ def test_mark_runs_failed_fails_only_unfinished_runs_of_those_trials(
         assert session.get(TrialRun, other_trial.id).state == "RUNNING"  # type: ignore[union-attr]
 
 
+def test_a_late_finish_does_not_overwrite_a_run_failed_as_stale(
+    sessions: sessionmaker[Session],
+) -> None:
+    """Protection: ``finish_trial_run`` only changes RUNNING/WAITING runs.
+
+    A worker that outlived its heartbeat finishes its run after another worker failed it
+    (and retried the trial); the old attempt must stay FAIL, apart from the retry.
+    """
+    with sessions.begin() as session:
+        run = add_trial_run(session, **_run_fields(_sweep(session), 0))
+    with sessions.begin() as session:
+        assert mark_runs_failed(session, "study-a", [0], "heartbeat lost") == 1
+    with sessions.begin() as session:
+        finish_trial_run(session, run.id, state="COMPLETE", value=0.5)
+    with sessions() as session:
+        stored = session.get(TrialRun, run.id)
+        assert stored is not None
+        assert (stored.state, stored.value, stored.failure_reason) == (
+            "FAIL",
+            None,
+            "heartbeat lost",
+        )
+
+
 def test_trials_frame_spreads_hyperparameters_into_columns(
     engine: Engine, sessions: sessionmaker[Session]
 ) -> None:

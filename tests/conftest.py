@@ -47,7 +47,9 @@ def postgres_url(postgres_server_url: str) -> Iterator[str]:
     import sqlalchemy as sa
 
     name = f"ms_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
+    # pool_pre_ping: the reliability suite restarts the server; a pooled admin connection
+    # from before the restart must not fail the next test.
+    admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as connection:
         connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
     url = sa.make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)

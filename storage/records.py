@@ -225,10 +225,15 @@ def finish_trial_run(
 def mark_runs_failed(
     session: Session, study_name: str, trial_numbers: Iterable[int], reason: str
 ) -> int:
-    """Fail the unfinished runs of these Optuna trials (their worker stopped heartbeating).
+    """Fail every run of these Optuna trials: the trials failed and will be retried.
 
-    Only runs still RUNNING or WAITING change; finished runs keep their state. Returns the
-    number of runs marked FAIL.
+    Called when a trial's worker stopped heartbeating (Optuna fails the trial and its
+    configuration is retried as a new trial, the next attempt) or when a retry finds its
+    earlier attempts. Every run of those trials that is not FAIL yet becomes FAIL with
+    ``reason``: a run the dead worker had finished is superseded by the retry's run of the
+    same configuration, so a failed trial never leaves a COMPLETE run to be counted beside
+    its retry. The runs' epochs stay, under their attempt number. Returns the number of runs
+    marked FAIL.
     """
     numbers = sorted(set(trial_numbers))
     if not numbers:
@@ -238,7 +243,7 @@ def mark_runs_failed(
         .where(
             TrialRun.study_name == study_name,
             TrialRun.trial_number.in_(numbers),
-            TrialRun.state.in_(("RUNNING", "WAITING")),
+            TrialRun.state != "FAIL",
         )
         .values(state="FAIL", failure_reason=reason, finished_at=utc_now())
         .execution_options(synchronize_session="fetch")

@@ -236,22 +236,32 @@ def test_finish_trial_run_records_the_outcome(
         finish_trial_run(session, 99999, state="COMPLETE")
 
 
-def test_mark_runs_failed_fails_only_unfinished_runs_of_those_trials(
+def test_mark_runs_failed_fails_every_run_of_those_trials_and_no_other(
     sessions: sessionmaker[Session],
 ) -> None:
+    """A failed trial is retried as a new attempt, so none of its runs may stay COMPLETE
+    beside the retry's; runs already FAIL keep their own reason; other trials are untouched."""
     with sessions.begin() as session:
         sweep_id = _sweep(session)
         running = add_trial_run(session, **_run_fields(sweep_id, 0))
         finished = add_trial_run(session, **_run_fields(sweep_id, 0, role="naive"))
+        failed = add_trial_run(session, **_run_fields(sweep_id, 0, role="converted"))
         other_trial = add_trial_run(session, **_run_fields(sweep_id, 1))
         finish_trial_run(session, finished.id, state="COMPLETE", value=1.0)
+        finish_trial_run(session, failed.id, state="FAIL", failure_reason="diverged early")
     with sessions.begin() as session:
-        assert mark_runs_failed(session, "study-a", [0], "heartbeat lost") == 1
+        assert mark_runs_failed(session, "study-a", [0], "heartbeat lost") == 2
     with sessions() as session:
-        assert session.get(TrialRun, running.id).state == "FAIL"  # type: ignore[union-attr]
-        assert session.get(TrialRun, running.id).failure_reason == "heartbeat lost"  # type: ignore[union-attr]
-        assert session.get(TrialRun, finished.id).state == "COMPLETE"  # type: ignore[union-attr]
-        assert session.get(TrialRun, other_trial.id).state == "RUNNING"  # type: ignore[union-attr]
+
+        def stored(run: TrialRun) -> tuple[str, str | None]:
+            row = session.get(TrialRun, run.id)
+            assert row is not None
+            return row.state, row.failure_reason
+
+        assert stored(running) == ("FAIL", "heartbeat lost")
+        assert stored(finished) == ("FAIL", "heartbeat lost")
+        assert stored(failed) == ("FAIL", "diverged early")
+        assert stored(other_trial) == ("RUNNING", None)
 
 
 def test_a_late_finish_does_not_overwrite_a_run_failed_as_stale(

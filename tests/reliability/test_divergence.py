@@ -31,7 +31,8 @@ epochs = 3
 
 
 def test_lr_100_diverges_as_a_recorded_result_and_the_sweep_goes_on(workspace: Workspace):
-    """Protection: the training loop's finite-loss check ends the run with
+    """Protection: the training loop's finite-loss checks (on the epoch's losses, and on
+    ``val_loss``; either alone suffices here) end the run with
     ``diverged_at_step`` and the objective tells Optuna inf instead of raising, so the
     worker keeps going; the report renders inf as "diverged"."""
     workspace.env["RELIABILITY_EPOCH_S"] = "0"

@@ -20,7 +20,9 @@ def test_local_workers_on_one_sqlite_file_lock_nothing_and_lose_no_row(
 ):
     """Protection: ``BEGIN IMMEDIATE`` transactions with a busy timeout on Optuna's and the
     results engine's SQLite connections, and the file lock of the trial gate. Without
-    them concurrent writers fail with "database is locked" or overshoot n_trials."""
+    them concurrent writers may fail with "database is locked" or overshoot n_trials. Checked:
+    removing the busy timeout and ``BEGIN IMMEDIATE`` of either engine, or of both, does NOT
+    make this test fail on the 2-core VM (RELIABILITY.md, "Protections removed")."""
     n_trials = 40 if FULL else 4 * workers
     workspace.env["RELIABILITY_EPOCH_S"] = "0"
     spec = workspace.spec(n_trials=n_trials, epochs=3, pairing=True)

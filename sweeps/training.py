@@ -12,9 +12,23 @@ planned with ``correct_like`` attaches ``correct_momentum(optimizer, like=...)``
 
 A NaN or infinite loss ends the run as a *result*: :class:`RunOutcome` carries the step
 at which it appeared (``diverged_at_step``) and the worst possible objective value
-(``inf`` when minimising, ``-inf`` when maximising). The loss is checked once per epoch
-(one device synchronisation per epoch, not per step); the step reported is the first
-step whose loss was not finite.
+(``inf`` when minimising, ``-inf`` when maximising). Two checks run at the end of every
+epoch (one device synchronisation per epoch, not per step), in this order:
+
+1. *The epoch's minibatch losses.* The loss of step ``t`` is computed before that step's
+   update, on the weights left by step ``t - 1``. If one is not finite, the run ends at
+   the first such step: ``diverged_at_step = t``, the first step whose training loss was
+   not finite (steps are numbered from 1 over the whole run).
+2. *The validation loss after the epoch.* When every minibatch loss of the epoch was finite
+   but ``val_loss`` is not, the epoch's last steps left weights whose loss is not finite
+   (a huge update at the epoch's last step, or losses that grow past the float range
+   between the last minibatch and the evaluation). The run ends with
+   ``diverged_at_step = s``, the epoch's last step, after which ``val_loss`` was measured.
+
+Both name the step at which the first non-finite loss was *seen*, on the same step axis as
+the stored metrics (a minibatch loss at the step that computed it, an epoch's ``val_loss``
+at the epoch's last step). Either way the run's ``epochs`` and ``final_metrics`` are those
+of the last epoch whose checks passed.
 
 Determinism: the task builds the same initial weights and batch order for the same seed,
 and the loop seeds torch's global generator with the run's seed before training, so the
@@ -67,7 +81,10 @@ class EpochResult:
 class RunOutcome:
     """How a run ended: its objective value, where it diverged, how many epochs it trained.
 
-    ``value`` is the final epoch's objective metric, or ``±inf`` for a diverged run.
+    ``value`` is the final epoch's objective metric, or ``±inf`` for a diverged run, whose
+    ``diverged_at_step`` is the step of its first non-finite loss (module docstring).
+    ``epochs`` and ``final_metrics`` describe the last epoch that passed both checks
+    (``0`` and ``{}`` when the first epoch diverged).
     """
 
     value: float
@@ -228,13 +245,15 @@ def train_run(
             epoch_losses = torch.stack(losses)
             finite = torch.isfinite(epoch_losses)
             if not bool(finite.all()):
+                # Check 1: the first step whose minibatch loss was not finite.
                 first_bad = int((~finite).nonzero()[0, 0])
                 return RunOutcome(worst, first_step + first_bad + 1, epoch - 1, metrics)
-            metrics = {"train_loss": float(epoch_losses.mean())}
-            metrics.update(_evaluate(setup))
-            if not math.isfinite(metrics["val_loss"]):
-                # The last steps of the epoch left non-finite weights behind.
+            epoch_metrics = {"train_loss": float(epoch_losses.mean())}
+            epoch_metrics.update(_evaluate(setup))
+            if not math.isfinite(epoch_metrics["val_loss"]):
+                # Check 2: the epoch's last steps left weights whose loss is not finite.
                 return RunOutcome(worst, step, epoch - 1, metrics)
+            metrics = epoch_metrics
             metrics["lr"] = lrs[step - 1]
             metrics["momentum"] = momenta[step - 1]
             if on_epoch is not None:

@@ -128,6 +128,9 @@ def scalar_task(*, seed: int, batch_size: int, device: str) -> TaskSetup:
 
 @pytest.mark.parametrize(("direction", "worst"), [("minimize", math.inf), ("maximize", -math.inf)])
 def test_divergence_ends_the_run_with_the_first_bad_step(direction: str, worst: float) -> None:
+    """Protection: check 1 of ``train_run`` (the epoch's minibatch losses). The first
+    non-finite loss is at step 7, inside epoch 2; without check 1 the ``val_loss`` check
+    would end the run at step 8, the epoch's last."""
     lr = np.full(12, 0.01)
     lr[5] = 1e30  # step 6 throws θ to about -1e30: the float32 loss of step 7 is inf
     epochs: list[EpochResult] = []
@@ -142,6 +145,7 @@ def test_divergence_ends_the_run_with_the_first_bad_step(direction: str, worst: 
     assert outcome.value == worst
     assert outcome.epochs == 1  # epoch 2 (steps 5-8) diverged; only epoch 1 is a result
     assert [e.epoch for e in epochs] == [1]
+    assert outcome.final_metrics == epochs[0].metrics
 
 
 def test_divergence_on_a_real_task_is_a_result_not_a_crash() -> None:
@@ -152,13 +156,25 @@ def test_divergence_on_a_real_task_is_a_result_not_a_crash() -> None:
 
 
 def test_weights_broken_by_the_last_step_count_as_divergence() -> None:
-    lr = np.full(4, 0.01)
-    lr[3] = 1e30  # the last step of the epoch: every training loss was finite
+    """Protection: check 2 of ``train_run`` (``val_loss`` after the epoch). Step 8, the
+    last of the run, throws θ from about 0.85 to about -1.7e30: its own loss (θ before the
+    update, squared) and all earlier ones are finite, but θ² overflows float32, so only the
+    validation loss sees it. Without check 2 the run would end as an undiverged result."""
+    lr = np.full(8, 0.01)
+    lr[7] = 1e30
+    epochs: list[EpochResult] = []
     outcome = train_run(
-        scalar_task(seed=0, batch_size=1, device="cpu"), make_run(lr, 0.0, epochs=1, batch_size=1)
+        scalar_task(seed=0, batch_size=1, device="cpu"),
+        make_run(lr, 0.0, epochs=2, batch_size=1),
+        on_epoch=epochs.append,
     )
-    assert outcome.diverged_at_step == 4
+    assert outcome.diverged_at_step == 8  # the epoch's last step, after which val_loss is inf
     assert outcome.value == math.inf
+    assert [e.epoch for e in epochs] == [1]
+    assert math.isfinite(epochs[0].metrics["train_loss"])
+    # The outcome describes the last epoch that passed both checks, not the broken one.
+    assert outcome.epochs == 1
+    assert outcome.final_metrics == epochs[0].metrics
 
 
 # --- callbacks, objective, errors -----------------------------------------------------------

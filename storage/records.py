@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from storage.errors import StorageUsageError, TrialRunNotFoundError
 from storage.models import (
@@ -99,6 +99,48 @@ def add_trial_run(session: Session, **fields: Any) -> TrialRun:
     return run
 
 
+RUN_IDENTITY: tuple[str, ...] = (
+    "study_name",
+    "trial_number",
+    "attempt",
+    "role",
+    "optimizer",
+    "seed",
+)
+"""The fields that name one run: a trial (one attempt at a configuration) trains each
+(role, optimizer, seed) of its plan once."""
+
+
+def get_or_add_trial_run(session: Session, **fields: Any) -> TrialRun:
+    """The run these fields name (:data:`RUN_IDENTITY`), added as :func:`add_trial_run`
+    does if it is not stored yet.
+
+    Safe to repeat: the worker's start-of-run write is retried when the connection drops
+    (:func:`sweeps.study.retry_on_disconnect`), and a drop between the server's COMMIT and
+    the client hearing of it would otherwise leave a second, never finished copy of the
+    run. The repeat finds the committed row and returns it unchanged. ``attempt`` defaults
+    to 1, as in :func:`add_trial_run`.
+
+    Raises:
+        StorageUsageError: a field of :data:`RUN_IDENTITY` is missing, or as
+            :func:`add_trial_run`.
+    """
+    absent = [name for name in RUN_IDENTITY if name != "attempt" and name not in fields]
+    if absent:
+        raise StorageUsageError(
+            f"get_or_add_trial_run needs {', '.join(absent)} to find the run;"
+            f" the fields that name a run are {', '.join(RUN_IDENTITY)}."
+        )
+    identity = {name: fields.get(name, 1) for name in RUN_IDENTITY}
+    stored = session.scalars(
+        sa.select(TrialRun)
+        .where(*(getattr(TrialRun, name) == value for name, value in identity.items()))
+        .order_by(TrialRun.id)
+        .limit(1)
+    ).one_or_none()
+    return stored if stored is not None else add_trial_run(session, **fields)
+
+
 def record_epoch(
     session: Session,
     trial_run_id: int,
@@ -118,10 +160,17 @@ def record_epoch(
     for the first time in this database is added first (one more INSERT, once per name;
     safe when several writers add it at once).
 
+    Safe to repeat: a row already stored with the same value and wall time is skipped (the
+    ``SELECT`` keeps only names without such a row), so writing the same epoch again
+    changes nothing. That is the retry after a lost acknowledgement: the server committed
+    the epoch, the connection dropped before the client heard so, and
+    :func:`sweeps.study.retry_on_disconnect` runs the write again. A *different* value or
+    wall time for a stored epoch metric is not a repeat; its INSERT hits the primary key.
+
     Raises:
         StorageUsageError: a metric value is not a number.
-        sqlalchemy.exc.IntegrityError: this epoch already has one of these metrics, or the
-            run does not exist.
+        sqlalchemy.exc.IntegrityError: this epoch already has one of these metrics with
+            another value or wall time, or the run does not exist.
     """
     values: dict[str, float] = {}
     for name, value in metrics.items():
@@ -134,21 +183,39 @@ def record_epoch(
     if not values:
         return
     written = _insert_epoch_rows(session, trial_run_id, epoch, values, float(wall_time))
-    if written < len(values):
+    if written < len(values):  # names never seen before, or rows already stored (a repeat)
         missing = _missing_metric_names(session, values)
-        _add_metric_names(session, missing)
-        _insert_epoch_rows(
-            session, trial_run_id, epoch, {n: values[n] for n in missing}, float(wall_time)
-        )
+        if missing:
+            _add_metric_names(session, missing)
+            _insert_epoch_rows(
+                session, trial_run_id, epoch, {n: values[n] for n in missing}, float(wall_time)
+            )
 
 
 def _insert_epoch_rows(
     session: Session, trial_run_id: int, epoch: int, values: Mapping[str, float], wall_time: float
 ) -> int:
-    """``INSERT INTO ms_epoch_metrics SELECT ... FROM ms_metric_names``: rows written."""
+    """``INSERT INTO ms_epoch_metrics SELECT ... FROM ms_metric_names``: rows written.
+
+    The ``SELECT`` leaves out a name whose row is already stored with the same value and
+    wall time (``IS NOT DISTINCT FROM``, so a NaN stored as NULL matches too), which makes
+    the statement a no-op when repeated; the check is one primary-key lookup per row.
+    """
     value_by_name = sa.case(
         {name: sa.literal(value, MetricValue()) for name, value in values.items()},
         value=MetricName.name,
+    )
+    stored = aliased(EpochMetric, name="stored")
+    same_row_stored = (
+        sa.select(stored.trial_run_id)
+        .where(
+            stored.trial_run_id == trial_run_id,
+            stored.epoch == epoch,
+            stored.metric_id == MetricName.id,
+            stored.value.is_not_distinct_from(value_by_name),
+            stored.wall_time == sa.literal(wall_time, sa.Float(precision=53)),
+        )
+        .exists()
     )
     rows = sa.select(
         sa.literal(trial_run_id, sa.Integer()),
@@ -156,7 +223,7 @@ def _insert_epoch_rows(
         MetricName.id,
         value_by_name,
         sa.literal(wall_time, sa.Float(precision=53)),
-    ).where(MetricName.name.in_(list(values)))
+    ).where(MetricName.name.in_(list(values)), ~same_row_stored)
     result = session.execute(
         sa.insert(EpochMetric)
         .from_select(["trial_run_id", "epoch", "metric_id", "value", "wall_time"], rows)

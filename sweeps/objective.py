@@ -200,9 +200,9 @@ class DatabaseRecorder:
             fields["state"] = "FAIL"
             fields["failure_reason"] = run.failure_reason
 
-        def write() -> int:
+        def write() -> int:  # a repeat after a lost acknowledgement finds the stored run
             with self._sessions.begin() as session:
-                return int(records.add_trial_run(session, **fields).id)
+                return int(records.get_or_add_trial_run(session, **fields).id)
 
         return int(retry_on_disconnect(write, self.url))
 

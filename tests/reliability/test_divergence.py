@@ -18,7 +18,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+import pandas as pd
 import pytest
 import torch
 
@@ -145,6 +147,11 @@ def reference_training(
     return ReferenceRun(losses, val_finite, setup.steps_per_epoch)
 
 
+def diverged_step(stored: Any) -> int | None:
+    """A stored ``diverged_at_step`` (pandas ``Int64``) as an int, ``None`` where it is NA."""
+    return None if pd.isna(stored) else int(stored)
+
+
 def run_grid_sweep(workspace: Workspace, *, momentum: str, batch_size: int, epochs: int) -> str:
     """Run the 4-trial grid (lr 0.01 and 100, both optimizers) to the end; its URL."""
     workspace.env["RELIABILITY_EPOCH_S"] = "0"
@@ -188,7 +195,7 @@ def test_lr_100_diverges_at_its_first_non_finite_loss_and_the_sweep_goes_on(
         expected = reference.first_non_finite_loss_step()
         # Inside an epoch, not its last step: only check 1 can name this step.
         assert expected % reference.steps_per_epoch != 0, expected
-        assert row.diverged_at_step == expected, row.optimizer
+        assert diverged_step(row.diverged_at_step) == expected, row.optimizer
         assert row.failure_reason == f"diverged at step {expected}"
     assert all(math.isfinite(v) for v in healthy["value"])
     assert healthy["diverged_at_step"].isna().all()
@@ -228,7 +235,7 @@ def test_weights_broken_after_the_last_minibatch_are_caught_by_the_val_loss_chec
         assert expected == len(reference.losses)  # the run's last step
         assert row.state == "COMPLETE"
         assert row.value == math.inf
-        assert row.diverged_at_step == expected, row.optimizer
+        assert diverged_step(row.diverged_at_step) == expected, row.optimizer
         assert row.failure_reason == f"diverged at step {expected}"
     # The epochs before the bad one were stored; the bad one was not.
     metrics = metrics_frame(url, "rel")

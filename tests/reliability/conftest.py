@@ -1,4 +1,4 @@
-"""Helpers for the reliability suite: real ``sweeps`` processes, kills, a PostgreSQL restart.
+"""Helpers for the reliability suite: real ``sweeps`` processes, kills, a private PostgreSQL.
 
 Every test here starts real ``sweeps worker`` / ``sweeps run`` subprocesses with short
 heartbeat settings (``SWEEPS_HEARTBEAT_INTERVAL=1``, ``SWEEPS_GRACE_PERIOD=2``) and a task
@@ -16,7 +16,6 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -281,74 +280,160 @@ def assert_sweep_finished_cleanly(url: str, n_trials: int, epochs: int, name: st
         assert epochs_per_run[tuple(key)] == list(range(1, epochs + 1))
 
 
+POSTGRES_BINARIES = "/usr/lib/postgresql/*/bin"
+"""Where Debian puts each installed PostgreSQL version's ``initdb`` and ``pg_ctl``."""
+
+
+@dataclass
+class PrivatePostgres:
+    """A throwaway PostgreSQL cluster owned by one test, which may restart it at will.
+
+    Restarting the shared server (127.0.0.1:5432) would cut every other client of it: other
+    tests, other people's workers. This cluster lives in its own temporary folder (data,
+    log, Unix socket), listens on a free port of 127.0.0.1 with trust authentication, and is
+    stopped and deleted after the test. Run as root, every server command runs as the
+    ``postgres`` user (the server refuses to run as root), which owns the folder.
+
+    ``fsync = off``: the restarts here are clean (a fast shutdown writes a checkpoint), so
+    flushing to disk only matters for a machine crash, which no test simulates.
+    """
+
+    folder: Path
+    bin_dir: Path
+    port: int
+
+    @property
+    def data(self) -> Path:
+        return self.folder / "data"
+
+    @property
+    def log(self) -> Path:
+        return self.folder / "server.log"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    @classmethod
+    def create(cls) -> PrivatePostgres:
+        """``initdb`` a cluster in a new temporary folder and start it; raises with the
+        reason (and removes the folder) when that fails."""
+        import glob
+        import re
+        import shutil
+        import tempfile
+
+        candidates = [
+            Path(path)
+            for path in glob.glob(POSTGRES_BINARIES)
+            if (Path(path) / "initdb").exists() and (Path(path) / "pg_ctl").exists()
+        ]
+        if not candidates:
+            raise RuntimeError(f"no initdb and pg_ctl under {POSTGRES_BINARIES}")
+        bin_dir = max(candidates, key=lambda path: [int(n) for n in re.findall(r"\d+", path.name)])
+        folder = Path(tempfile.mkdtemp(prefix="ms-pg-"))
+        server = cls(folder=folder, bin_dir=bin_dir, port=0)
+        try:
+            if os.geteuid() == 0:
+                shutil.chown(folder, "postgres", "postgres")
+            server._run(
+                "initdb", "-D", str(server.data), "-U", "postgres", "--auth=trust",
+                "--no-sync", "--encoding=UTF8", "--locale=C",
+            )  # fmt: skip
+            for _ in range(3):  # the free port may be taken between choosing and binding it
+                server.port = free_port()
+                with (server.data / "postgresql.conf").open("a") as conf:
+                    conf.write(
+                        f"\nlisten_addresses = '127.0.0.1'\nport = {server.port}\n"
+                        f"unix_socket_directories = '{folder}'\nfsync = off\n"
+                        "max_connections = 60\nshared_buffers = 16MB\n"
+                    )
+                try:
+                    server._pg_ctl("start")
+                    break
+                except RuntimeError:
+                    if "already in use" not in server.tail():
+                        raise
+            else:
+                raise RuntimeError(f"no free port after 3 tries; server log:\n{server.tail()}")
+        except BaseException:
+            server.remove()
+            raise
+        return server
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Restart with a fast shutdown, as ``pg_ctlcluster ... restart`` does: the server
+        ends every session (each client's next statement fails with a disconnect), writes
+        a checkpoint and starts again. ``down_s`` > 0 keeps it stopped that long in between,
+        so every client that writes in the meantime meets a refused connection."""
+        if down_s > 0:
+            self._pg_ctl("stop", "-m", "fast")
+            time.sleep(down_s)
+            self._pg_ctl("start")
+        else:
+            self._pg_ctl("restart", "-m", "fast")
+
+    def remove(self) -> None:
+        """Stop the server (immediately; nothing in it is kept) and delete its folder."""
+        import contextlib
+        import shutil
+
+        if (self.data / "postmaster.pid").exists():
+            with contextlib.suppress(RuntimeError):  # already down: the folder goes anyway
+                self._pg_ctl("stop", "-m", "immediate")
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def tail(self, lines: int = 20) -> str:
+        if not self.log.exists():
+            return "(no server log)"
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def _pg_ctl(self, action: str, *args: str) -> None:
+        # -l on every start: without it the server keeps pg_ctl's output pipe open.
+        self._run(
+            "pg_ctl", action, "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", *args
+        )
+
+    def _run(self, program: str, *args: str) -> None:
+        command = [str(self.bin_dir / program), *args]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        if done.returncode != 0:
+            output = (done.stdout + done.stderr).strip()
+            raise RuntimeError(
+                f"{program} {' '.join(args[:1])} exited with {done.returncode}: {output}\n"
+                f"server log:\n{self.tail()}"
+            )
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @pytest.fixture
-def restartable_postgres_url(postgres_server_url: str) -> Iterator[str]:
-    """Like ``postgres_url`` (a fresh database, dropped afterwards), for tests that restart
-    the server: its admin connections are not pooled, so none is stale after a restart."""
-    import uuid
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A :class:`PrivatePostgres` for one test (its URL: ``.url``; ``.restart()``).
 
-    from sqlalchemy.pool import NullPool
-
-    name = f"ms_rel_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
+    Fails the test where ``SWEEPS_REQUIRE_POSTGRES=1`` (CI) and the cluster cannot be
+    created; skips it elsewhere, with the reason.
+    """
     try:
-        yield url
-    finally:
-        pg_ready()
-        with admin.connect() as connection:
-            connection.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = :name AND pid <> pg_backend_pid()"
-                ),
-                {"name": name},
-            )
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
-
-
-def pg_cluster() -> tuple[str, str]:
-    versions = sorted(os.listdir("/etc/postgresql"))
-    return versions[0], "main"
-
-
-def pg_ready(timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done = subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", "5432", "-q"], check=False)
-        if done.returncode == 0:
-            return
-        time.sleep(0.5)
-    raise AssertionError("PostgreSQL did not come back within a minute")
-
-
-@contextmanager
-def postgres_restart_guard() -> Iterator[None]:
-    """Whatever happens in the block, PostgreSQL is up again afterwards."""
+        server = PrivatePostgres.create()
+    except Exception as exc:
+        message = f"cannot create a private PostgreSQL cluster for this test: {exc}"
+        if os.environ.get("SWEEPS_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
     try:
-        yield
+        yield server
     finally:
-        if subprocess.run(["pg_isready", "-h", "127.0.0.1", "-q"], check=False).returncode:
-            version, cluster = pg_cluster()
-            subprocess.run(
-                ["pg_ctlcluster", "--skip-systemctl-redirect", version, cluster, "start"],
-                check=False,
-            )
-        pg_ready()
-
-
-def restart_postgres() -> None:
-    """``pg_ctlcluster ... restart``: every connection to the server is cut."""
-    version, cluster = pg_cluster()
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, cluster, "restart"],
-        check=True,
-        capture_output=True,
-    )
-    pg_ready()
+        server.remove()
 
 
 def sqlite_url(folder: Path) -> str:

@@ -84,6 +84,11 @@ def restart_mid_trials(
     back = time.monotonic()
 
     time.sleep(HEARTBEAT_CHECK_S)
+    for process in workspace.processes:
+        assert process.poll() is None, (
+            f"worker {process.pid} exited with {process.returncode} after the restart:\n"
+            + workspace.log_of(process)[-3000:]
+        )
     ages = running_heartbeat_ages(url)
     stale = {number: round(age, 1) for number, age in ages.items() if age > HEARTBEAT_MAX_AGE_S}
     assert not stale, (
@@ -135,3 +140,36 @@ def test_postgres_restarts_mid_sweep_lose_no_committed_epoch_and_fail_no_trial(
     failed = [t.number for t in trials if t.state is not TrialState.COMPLETE]
     assert not failed, f"trials {failed} did not complete:\n" + workspace.all_logs()[-3000:]
     assert_sweep_finished_cleanly(url, n_trials=n_trials, epochs=epochs)
+
+
+@pytest.mark.parametrize("pool", ["results", "optuna"])
+def test_a_connection_killed_by_a_restart_is_replaced_not_used(
+    private_postgres: PrivatePostgres, pool: str
+):
+    """Protection: ``pool_pre_ping`` on the results engine (``storage.engine.create_engine``)
+    and on Optuna's (``sweeps.study._engine_kwargs``): the first statement after a restart,
+    with no retry around it, gets a new connection instead of the pooled one the restart
+    killed. Without it that statement fails (``AdminShutdown`` / ``server closed the
+    connection``). The sweep test does not notice: every write of a sweep is retried, and
+    the retry runs on a fresh connection, since a disconnect invalidates the whole pool."""
+    from storage.engine import create_engine
+    from sweeps.study import load_existing_study
+
+    url = private_postgres.url
+    if pool == "results":
+        engine = create_engine(url)
+
+        def read() -> object:
+            with engine.connect() as connection:
+                return connection.execute(sa.text("SELECT 1")).scalar()
+
+    else:
+        optuna.create_study(storage=url, study_name="pooled")
+        study = load_existing_study("pooled", url)
+
+        def read() -> object:
+            return study.get_trials()
+
+    read()  # the pool now keeps an open connection
+    private_postgres.restart()
+    read()

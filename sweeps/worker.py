@@ -1,47 +1,73 @@
-"""The worker loop: take a trial, train it, tell Optuna, until the sweep is done.
+"""The worker loop: ask trials, train them, tell Optuna, until the sweep is done.
 
 A worker is one process on one device. Any number of them, on any machines, run the same
-loop against one database:
+loop against one database. The loop (:func:`run_rounds`) works in *rounds*: a
+:class:`RoundRunner` says how many trials a round may take and trains the trials it is
+given. :func:`run_worker` trains one trial per round (:class:`OneTrialRounds` around
+:class:`~sweeps.objective.SweepObjective`);
+:func:`sweeps.population.worker.run_population_worker` trains up to K together. Each
+round:
 
 1. fail the trials of dead workers (their heartbeat is older than the grace period) and
-   re-queue their configurations (:func:`sweeps.study.fail_stale_trials`);
-2. ask the :class:`~sweeps.study.TrialGate` for a trial: a re-queued one first, a new one
-   while the quota ``n_trials`` has room, nothing when it is full (wait: a running trial
-   may still fail) or finished (stop);
-3. run the objective with a heartbeat thread beside it, and tell Optuna the result.
+   re-queue their configurations (:func:`sweeps.study.fail_stale_trials`), at most once
+   per heartbeat, and at every poll while waiting;
+2. ask the :class:`~sweeps.study.TrialGate` for up to ``runner.room(study)`` trials: a
+   re-queued one first, new ones while the quota ``n_trials`` has room, none when it is
+   full (wait: a running trial may still fail) or finished (stop);
+3. train them with the heartbeat thread beside the training (:mod:`sweeps.heartbeat`: it
+   beats for every trial of the round and, every beat, fails dead workers' trials too, so
+   a killed worker's trial is failed and re-queued within the grace period plus one
+   heartbeat even while every live worker is busy), then tell Optuna how each ended.
 
-Stopping: SIGINT or SIGTERM during a trial interrupts the training, records the trial and
-its runs FAIL (reason ``interrupted``), re-queues its configuration so a later worker
-resumes it, and stops the worker; outside a trial the worker stops before the next one.
-No trial is ever left RUNNING by a worker that was asked to stop.
+Stopping: SIGINT or SIGTERM during a round interrupts the training, records its trials
+and their runs FAIL (reason ``interrupted``), re-queues their configurations so a later
+worker resumes them, and stops the worker; outside a round the worker stops before the
+next one. No trial is ever left RUNNING by a worker that was asked to stop.
 
-Connections: Optuna's storage holds at most 3 (main thread, heartbeat thread, one spare)
-and the results engine at most 3 (writes, the sweep lock, one spare), so a worker never
-holds more than 6: size PostgreSQL's ``max_connections`` at 6 per worker plus headroom.
+A paused worker: a worker that went without a heartbeat past the grace period (SIGSTOP, a
+starved machine, a network cut) finds its trials failed and re-queued by another worker;
+Optuna refuses its next write to them with ``UpdateFinishedTrialError``. The round is then
+given up: each trial already failed was *retried elsewhere* (not told again, no failure
+reason written, not a failure of the task, a warning instead of a traceback); a trial of
+the round that is still RUNNING is told FAIL and re-queued, as if interrupted.
+
+Failure limit: a round in which every trial failed (the runner raised, or returned FAIL
+with a reason) adds its failures to a count; any COMPLETE or PRUNED trial clears it;
+trials retried elsewhere or interrupted do neither. At :data:`MAX_CONSECUTIVE_FAILURES`
+the worker stops with :class:`~sweeps.errors.SweepError`: the task itself is broken.
+
+Connections: Optuna's storage holds at most 3 (main thread, heartbeat thread, one spare);
+the results engine at most 3 (the main thread's writes or the sweep lock, the recorder's
+epoch-writer thread, the heartbeat thread marking a dead worker's runs FAIL). So a worker
+never holds more than 6: size PostgreSQL's ``max_connections`` at 6 per worker plus
+headroom.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import signal
-import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import optuna
 from optuna.trial import TrialState
 
 from sweeps.errors import SweepError
+from sweeps.heartbeat import heartbeats
+from sweeps.objective import DatabaseRecorder
 from sweeps.study import (
     Admission,
     StudySettings,
+    SweepStudy,
     TrialGate,
     fail_stale_trials,
     open_study,
@@ -61,7 +87,7 @@ INTERRUPTED_EXIT: Final = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 class WorkerInterrupted(KeyboardInterrupt):
-    """Raised inside a trial when the worker receives SIGINT or SIGTERM."""
+    """Raised inside a round when the worker receives SIGINT or SIGTERM."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
@@ -85,8 +111,64 @@ class WorkerSummary:
         return 0
 
 
+@dataclass(frozen=True)
+class TrialEnd:
+    """How one trial of a round ended: the state and value to tell Optuna.
+
+    ``failure`` is the reason of a FAIL (written to the trial's ``fail_reason`` system
+    attribute and counted towards the failure limit).
+    """
+
+    trial: optuna.Trial
+    state: TrialState
+    value: float | None = None
+    failure: str | None = None
+
+
+class RoundRunner(Protocol):
+    """Trains the trials of one round; what a worker mode gives :func:`run_rounds`."""
+
+    def room(self, study: optuna.Study) -> int:
+        """The most trials the next round may take (at least 1)."""
+        ...
+
+    def __call__(self, trials: Sequence[optuna.Trial]) -> list[TrialEnd]:
+        """Train ``trials`` (already asked from Optuna) and say how each ended, in order.
+
+        An exception fails the whole round with its message; ``KeyboardInterrupt`` and
+        Optuna's ``UpdateFinishedTrialError`` must be let through (the loop handles them).
+        """
+        ...
+
+
+#: ``make_runner(sweep, recorder)``: the round runner of one worker, built once the sweep
+#: is open (it records runs with ``recorder``).
+RunnerFactory = Callable[[SweepStudy, DatabaseRecorder], RoundRunner]
+
+
+class OneTrialRounds:
+    """Rounds of one trial, trained by ``objective`` (a :class:`~sweeps.objective.SweepObjective`).
+
+    ``optuna.TrialPruned`` ends the trial PRUNED; any other exception escapes to the loop.
+    """
+
+    def __init__(self, objective: Callable[[optuna.Trial], float]) -> None:
+        self.objective = objective
+
+    def room(self, study: optuna.Study) -> int:
+        return 1
+
+    def __call__(self, trials: Sequence[optuna.Trial]) -> list[TrialEnd]:
+        [trial] = trials
+        try:
+            value = self.objective(trial)
+        except optuna.TrialPruned:
+            return [TrialEnd(trial, TrialState.PRUNED)]
+        return [TrialEnd(trial, TrialState.COMPLETE, value)]
+
+
 class _StopSignals:
-    """SIGINT/SIGTERM: raise inside a trial, otherwise just remember to stop."""
+    """SIGINT/SIGTERM: raise inside a round, otherwise just remember to stop."""
 
     def __init__(self) -> None:
         self.received: int | None = None
@@ -130,7 +212,7 @@ def run_worker(
     train: Callable[..., Any] | None = None,
     handle_signals: bool = True,
 ) -> WorkerSummary:
-    """Work on the sweep ``spec`` in the database ``url`` until it is done.
+    """Work on the sweep ``spec`` in the database ``url`` until it is done, one trial at a time.
 
     ``n_trials`` (default: the spec's) is the sweep's total over all workers; with none the
     worker runs until the spec's ``timeout``, which counts from this worker's start.
@@ -139,8 +221,41 @@ def run_worker(
         StorageUnavailableError: the database stayed unreachable for the retry budget.
         SweepError: the worker's trials kept failing (the message gives the last reason).
     """
-    from sweeps.objective import DatabaseRecorder, SweepObjective
 
+    def one_at_a_time(sweep: SweepStudy, recorder: DatabaseRecorder) -> RoundRunner:
+        from sweeps.objective import SweepObjective
+
+        return OneTrialRounds(
+            SweepObjective(spec, recorder, device=device, train=train, storage_url=sweep.url)
+        )
+
+    return run_rounds(
+        spec,
+        url,
+        one_at_a_time,
+        n_trials=n_trials,
+        device=device,
+        settings=settings,
+        handle_signals=handle_signals,
+    )
+
+
+def run_rounds(
+    spec: SweepSpec,
+    url: str,
+    make_runner: RunnerFactory,
+    *,
+    n_trials: int | None = None,
+    device: str = "cpu",
+    settings: StudySettings | None = None,
+    handle_signals: bool = True,
+) -> WorkerSummary:
+    """The worker loop (see the module docstring), training rounds with ``make_runner``'s.
+
+    Raises:
+        StorageUnavailableError: the database stayed unreachable for the retry budget.
+        SweepError: the sweep would never end, or its trials kept failing.
+    """
     _configure_threads()
     settings = settings or StudySettings.for_spec(spec)
     sweep = open_study(spec, url, settings=settings, n_trials=n_trials)
@@ -158,42 +273,35 @@ def run_worker(
         study_name=sweep.name,
         device=device,
     )
-    objective = SweepObjective(spec, recorder, device=device, train=train, storage_url=sweep.url)
     gate = TrialGate(sweep, total)
     signals = _StopSignals()
     summary = WorkerSummary()
     deadline = time.monotonic() + spec.timeout if spec.timeout is not None else math.inf
-    guard = signals.installed() if handle_signals else _nothing()
+    guard = signals.installed() if handle_signals else contextlib.nullcontext()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Samplers that end the search themselves (the grid, once every point is taken) call
     # ``study.stop()``, which Optuna allows only inside its optimize loop: this loop is one.
     sweep.study._thread_local.in_optimize_loop = True
     try:
+        runner = make_runner(sweep, recorder)
         with guard:
             next_stale_check = 0.0
             while signals.received is None and time.monotonic() < deadline:
                 if sweep.study._stop_flag:
                     break
-                # Looking for dead workers' trials costs a query: once per heartbeat.
+                # Between rounds, looking for dead workers' trials costs a query: once per
+                # heartbeat (during a round the heartbeat thread looks).
                 if time.monotonic() >= next_stale_check:
                     retry_on_disconnect(lambda: fail_stale_trials(sweep.study), sweep.url)
                     next_stale_check = time.monotonic() + settings.heartbeat_interval
-                admission, trial = retry_on_disconnect(gate.ask, sweep.url)
-                if admission is Admission.DONE:
-                    break
-                if trial is None:
+                admission, trials = _ask_round(gate, runner.room(sweep.study), sweep.url)
+                if not trials:
+                    if admission is Admission.DONE:
+                        break
                     time.sleep(WAIT_POLL_S)
                     next_stale_check = 0.0
                     continue
-                state = _run_trial(sweep.study, trial, objective, signals, settings, summary)
-                if state is TrialState.FAIL and signals.received is None:
-                    if len(summary.failures) >= MAX_CONSECUTIVE_FAILURES:
-                        raise SweepError(
-                            f"{MAX_CONSECUTIVE_FAILURES} trials in a row failed; the last"
-                            f" with {summary.failures[-1]}."
-                        )
-                else:
-                    summary.failures.clear()
+                _run_round(sweep.study, trials, runner, signals, settings, summary)
     finally:
         recorder.close()
         sweep.close()
@@ -201,74 +309,141 @@ def run_worker(
     return summary
 
 
-def _run_trial(
+def _ask_round(gate: TrialGate, room: int, url: str) -> tuple[Admission, list[optuna.Trial]]:
+    """Up to ``room`` trials from the gate; the last admission says why there are fewer."""
+    trials: list[optuna.Trial] = []
+    admission = Admission.START
+    while len(trials) < max(1, room):
+        admission, trial = retry_on_disconnect(gate.ask, url)
+        if trial is None:
+            break
+        trials.append(trial)
+    return admission, trials
+
+
+def _run_round(
     study: optuna.Study,
-    trial: optuna.Trial,
-    objective: Callable[[optuna.Trial], float],
+    trials: list[optuna.Trial],
+    runner: RoundRunner,
     signals: _StopSignals,
     settings: StudySettings,
     summary: WorkerSummary,
-) -> TrialState:
-    value: float | None = None
-    state = TrialState.COMPLETE
+) -> None:
+    """Train one round, tell Optuna how each trial ended, apply the failure limit."""
     interrupted = False
-    with _heartbeat(study, trial, settings.heartbeat_interval):
+    with heartbeats(study, trials, settings.heartbeat_interval):
         try:
             with signals.allowed():
-                value = objective(trial)
-        except optuna.TrialPruned:
-            state = TrialState.PRUNED
+                ends = runner(trials)
         except KeyboardInterrupt:
-            state = TrialState.FAIL
             interrupted = True
+            ends = [TrialEnd(trial, TrialState.FAIL) for trial in trials]
         except optuna.exceptions.UpdateFinishedTrialError:
-            # This process went without a heartbeat past the grace period (paused, starved,
-            # cut off): another worker failed the trial and re-queued it. The retry owns
-            # the configuration now; this attempt just stops.
-            state = TrialState.FAIL
-            _log.warning("Trial %d was failed as stale and retried elsewhere.", trial.number)
-        except Exception as exc:
-            state = TrialState.FAIL
-            summary.failures.append(f"{type(exc).__name__}: {exc}")
-            _log.warning("Trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)
-            reason = f"{type(exc).__name__}: {exc}"
-            retry_on_disconnect(
-                lambda: study._storage.set_trial_system_attr(
-                    trial._trial_id, "fail_reason", reason
-                ),
-                getattr(study._storage, "url", ""),
-            )
-    _tell(study, trial, state, value)
-    if state is TrialState.COMPLETE:
-        summary.complete += 1
-    elif state is TrialState.PRUNED:
-        summary.pruned += 1
-    else:
-        summary.failed += 1
-    if interrupted:
-        _requeue(study, trial, settings)
-    return state
-
-
-def _tell(study: optuna.Study, trial: optuna.Trial, state: TrialState, value: float | None) -> None:
-    """Tell Optuna how the trial ended; safe to repeat after a lost connection."""
-
-    def tell() -> None:
-        if study._storage.get_trial(trial._trial_id).state.is_finished():
+            # Paused past the grace period: another worker failed (some of) the round's
+            # trials and re-queued them. The round is given up.
+            _give_up(study, trials, settings, summary)
             return
-        if state is TrialState.COMPLETE:
-            study.tell(trial, value)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            ends = [TrialEnd(trial, TrialState.FAIL, failure=reason) for trial in trials]
+    succeeded = False
+    failures: list[str] = []
+    for end in ends:
+        if not _finish(study, end):
+            _log.warning("Trial %d was failed as stale and retried elsewhere.", end.trial.number)
+            summary.failed += 1
+            continue
+        if end.state is TrialState.COMPLETE:
+            summary.complete += 1
+            succeeded = True
+        elif end.state is TrialState.PRUNED:
+            summary.pruned += 1
+            succeeded = True
         else:
-            study.tell(trial, state=state)
+            summary.failed += 1
+            if interrupted:
+                _requeue(study, end.trial, settings)
+            else:
+                failures.append(end.failure or "no reason given")
+                _log.warning("Trial %d failed: %s", end.trial.number, failures[-1])
+    if interrupted or signals.received is not None:
+        return
+    if succeeded:
+        summary.failures.clear()
+    elif failures:
+        summary.failures.extend(failures)
+        if len(summary.failures) >= MAX_CONSECUTIVE_FAILURES:
+            raise SweepError(
+                f"{len(summary.failures)} trials in a row failed; the last with"
+                f" {summary.failures[-1]}."
+            )
 
-    url = getattr(study._storage, "url", "")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        retry_on_disconnect(tell, url)
+
+def _give_up(
+    study: optuna.Study,
+    trials: Sequence[optuna.Trial],
+    settings: StudySettings,
+    summary: WorkerSummary,
+) -> None:
+    """A round some of whose trials were failed as stale: every trial of it ends FAIL.
+
+    The ones already finished were failed and re-queued by a stale check; the ones still
+    RUNNING (their heartbeats happened to be younger) are told FAIL and re-queued here.
+    """
+    for trial in trials:
+        summary.failed += 1
+        if _finish(study, TrialEnd(trial, TrialState.FAIL)):
+            _log.warning("Trial %d was given up with its round and queued again.", trial.number)
+            _requeue(study, trial, settings)
+        else:
+            _log.warning("Trial %d was failed as stale and retried elsewhere.", trial.number)
+
+
+def _finish(study: optuna.Study, end: TrialEnd) -> bool:
+    """Record ``end.failure`` and tell Optuna ``end``; safe to repeat after a lost connection.
+
+    Returns False when the trial was finished by someone else first: a stale check failed
+    it (this worker went without a heartbeat past the grace period) and re-queued it.
+    """
+    storage = study._storage
+    url = getattr(storage, "url", "")
+    trial = end.trial
+    told = False
+
+    def finished() -> bool:
+        return bool(storage.get_trial(trial._trial_id).state.is_finished())
+
+    def tell() -> bool:
+        nonlocal told
+        if finished():
+            return told  # True: our own earlier attempt got through before its reply was lost
+        told = True
+        if end.state is TrialState.COMPLETE:
+            study.tell(trial, end.value)
+        else:
+            study.tell(trial, state=end.state)
+        return True
+
+    try:
+        if end.failure is not None:
+            reason = end.failure
+            retry_on_disconnect(
+                lambda: storage.set_trial_system_attr(trial._trial_id, "fail_reason", reason),
+                url,
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return bool(retry_on_disconnect(tell, url))
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    except ValueError:  # "Cannot tell a FAIL trial": a stale check won the race to it
+        if retry_on_disconnect(finished, url):
+            return False
+        raise
 
 
 def _requeue(study: optuna.Study, trial: optuna.Trial, settings: StudySettings) -> None:
-    """Queue the interrupted trial's configuration again, as a retry (attempt + 1)."""
+    """Queue the trial's configuration again, as a retry (attempt + 1)."""
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     frozen = study._storage.get_trial(trial._trial_id)
@@ -286,36 +461,3 @@ def _configure_threads() -> None:
         import torch
 
         torch.set_num_threads(int(text))
-
-
-@contextmanager
-def _heartbeat(study: optuna.Study, trial: optuna.Trial, interval: float) -> Iterator[None]:
-    """Record the trial's heartbeat every ``interval`` seconds while the block runs.
-
-    Unlike Optuna's own heartbeat thread, a failed heartbeat (the database restarting) is
-    logged and tried again at the next beat instead of ending the thread, so a worker that
-    outlives a short outage keeps its trial.
-    """
-    storage: Any = study._storage
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.is_set():
-            try:
-                storage.record_heartbeat(trial._trial_id)
-            except Exception as exc:
-                _log.warning("Heartbeat of trial %d failed: %s", trial.number, exc)
-            stop.wait(interval)
-
-    thread = threading.Thread(target=beat, name="sweeps-heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield

@@ -16,9 +16,9 @@ every trial is trained in one population per batch size
 * a diverged run is a result (``COMPLETE``, ``inf``, ``diverged at step k``), as in
   sequential mode.
 
-It returns one :class:`TrialEnd` per trial (state and value) for the worker to tell Optuna:
-the mean over seeds of the ``source`` runs' objectives, as in sequential mode, so the
-storage holds the same structure whichever mode trained the sweep.
+It returns one :class:`~sweeps.worker.TrialEnd` per trial (state and value) for the worker
+to tell Optuna: the mean over seeds of the ``source`` runs' objectives, as in sequential
+mode, so the storage holds the same structure whichever mode trained the sweep.
 """
 
 from __future__ import annotations
@@ -44,22 +44,13 @@ from sweeps.search_space import sample_configuration
 from sweeps.study import retry_history
 from sweeps.tasks import Task, get_task
 from sweeps.training import EpochResult
+from sweeps.worker import TrialEnd
 
 if TYPE_CHECKING:
     from sweeps.spec import SweepSpec
 
 #: ``write_epochs(items)``: store ``(run_id, result)`` for every member of one epoch at once.
 EpochsWriter = Callable[[Sequence[tuple[int, EpochResult]]], None]
-
-
-@dataclass(frozen=True)
-class TrialEnd:
-    """How one trial of the population ended: the state and value to tell Optuna."""
-
-    trial: optuna.Trial
-    state: TrialState
-    value: float | None = None
-    failure: str | None = None
 
 
 @dataclass

@@ -1,61 +1,36 @@
 """A worker in population mode: ask Optuna for K trials, train them together, tell K results.
 
-:func:`run_population_worker` is :func:`sweeps.worker.run_worker` with a population: the
-same study, trial quota (:class:`~sweeps.study.TrialGate`), retries of dead workers'
-trials, stop signals and failure limit, but each round asks for up to ``population``
-trials at once (fewer when the quota has less room) and trains them with
-:class:`~sweeps.population.trials.PopulationObjective`. One heartbeat thread keeps all of
-the round's trials alive. Every epoch's metrics for the whole population are written in
-one transaction.
+:func:`run_population_worker` is the worker loop of :mod:`sweeps.worker`
+(:func:`~sweeps.worker.run_rounds`: the same study, trial quota, heartbeat thread that also
+fails dead workers' trials, retries, stop signals, paused-worker handling and failure
+limit) with rounds of up to ``population`` trials (fewer when the quota or a grid has less
+room), trained together by :class:`~sweeps.population.trials.PopulationObjective`
+(:class:`PopulationRounds`). One heartbeat thread keeps all of the round's trials alive.
+Every epoch's metrics for the whole population are written in one transaction.
 
 ``population = "auto"`` picks :func:`auto_population`.
 """
 
 from __future__ import annotations
 
-import logging
-import math
-import threading
-import time
-import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import optuna
-from optuna.trial import TrialState
 
-from sweeps.errors import SweepError, SweepUsageError
+from sweeps.errors import SweepUsageError
+from sweeps.objective import DatabaseRecorder
 from sweeps.population.stacked import require_stackable
-from sweeps.population.trials import EpochsWriter, PopulationObjective, TrialEnd
-from sweeps.study import (
-    Admission,
-    StudySettings,
-    TrialGate,
-    fail_stale_trials,
-    open_study,
-    retry_on_disconnect,
-)
+from sweeps.population.trials import EpochsWriter, PopulationObjective
+from sweeps.study import StudySettings, SweepStudy, retry_on_disconnect
 from sweeps.tasks import Task, get_task
 from sweeps.training import EpochResult
-from sweeps.worker import (
-    MAX_CONSECUTIVE_FAILURES,
-    WAIT_POLL_S,
-    WorkerSummary,
-    _configure_threads,
-    _nothing,
-    _requeue,
-    _StopSignals,
-    _tell,
-    run_worker,
-)
+from sweeps.worker import RoundRunner, TrialEnd, WorkerSummary, run_rounds, run_worker
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from sweeps.spec import SweepSpec
-
-_log = logging.getLogger(__name__)
 
 #: The population ``auto`` gives on a CPU: the speed-up per trial levels off by K = 64
 #: (``benchmarks/RESULTS.md``).
@@ -125,34 +100,21 @@ def database_epochs_writer(engine: Engine, url: str) -> EpochsWriter:
     return write_epochs
 
 
-@contextmanager
-def _heartbeats(
-    study: optuna.Study, trials: Sequence[optuna.Trial], interval: float
-) -> Iterator[None]:
-    """Record a heartbeat for every trial of the round every ``interval`` seconds."""
-    from optuna.storages._heartbeat import is_heartbeat_enabled
+class PopulationRounds:
+    """Rounds of up to ``size`` trials, trained together by ``objective``.
 
-    storage = study._storage
-    if not is_heartbeat_enabled(storage):
-        yield
-        return
-    stop = threading.Event()
+    A grid sweep's round takes at most the grid's unvisited points (:func:`_grid_room`).
+    """
 
-    def beat() -> None:
-        while not stop.wait(interval):
-            for trial in trials:
-                try:
-                    storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
-                except Exception as exc:  # a lost connection: try again next beat
-                    _log.warning("heartbeat of trial %d failed: %s", trial.number, exc)
+    def __init__(self, size: int, objective: PopulationObjective) -> None:
+        self.size = size
+        self.objective = objective
 
-    thread = threading.Thread(target=beat, name="sweeps-population-heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
+    def room(self, study: optuna.Study) -> int:
+        return min(self.size, _grid_room(study))
+
+    def __call__(self, trials: Sequence[optuna.Trial]) -> list[TrialEnd]:
+        return self.objective(trials)
 
 
 def run_population_worker(
@@ -172,8 +134,6 @@ def run_population_worker(
         StorageUnavailableError: the database stayed unreachable for the retry budget.
         SweepError: the worker's trials kept failing (the message gives the last reason).
     """
-    from sweeps.objective import DatabaseRecorder
-
     task = get_task(spec.task)
     require_stackable(task)
     size = resolve_population(population, task, device)
@@ -182,119 +142,26 @@ def run_population_worker(
             spec, url, n_trials=n_trials, device=device, settings=settings,
             handle_signals=handle_signals,
         )  # fmt: skip
-    _configure_threads()
-    settings = settings or StudySettings.for_spec(spec)
-    sweep = open_study(spec, url, settings=settings, n_trials=n_trials)
-    total = sweep.n_trials
-    if total is None and spec.timeout is None:
-        sweep.close()
-        raise SweepError(
-            f"The sweep {spec.name!r} has neither n_trials nor a timeout, so it would never"
-            " end; set one in the spec or pass --n-trials."
+
+    def populations(sweep: SweepStudy, recorder: DatabaseRecorder) -> RoundRunner:
+        objective = PopulationObjective(
+            spec,
+            recorder,
+            device=device,
+            task=task,
+            write_epochs=database_epochs_writer(sweep.engine, sweep.url),
         )
-    recorder = DatabaseRecorder(
-        engine=sweep.engine,
-        url=sweep.url,
-        sweep_id=sweep.sweep_id,
-        study_name=sweep.name,
-        device=device,
-    )
-    objective = PopulationObjective(
+        return PopulationRounds(size, objective)
+
+    return run_rounds(
         spec,
-        recorder,
+        url,
+        populations,
+        n_trials=n_trials,
         device=device,
-        task=task,
-        write_epochs=database_epochs_writer(sweep.engine, sweep.url),
+        settings=settings,
+        handle_signals=handle_signals,
     )
-    gate = TrialGate(sweep, total)
-    signals = _StopSignals()
-    summary = WorkerSummary()
-    deadline = time.monotonic() + spec.timeout if spec.timeout is not None else math.inf
-    guard = signals.installed() if handle_signals else _nothing()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # As in run_worker: samplers that end the search (the grid) call study.stop(), which
-    # Optuna allows only inside its optimize loop; this loop is one.
-    sweep.study._thread_local.in_optimize_loop = True
-    try:
-        with guard:
-            next_stale_check = 0.0
-            while signals.received is None and time.monotonic() < deadline:
-                if sweep.study._stop_flag:
-                    break
-                if time.monotonic() >= next_stale_check:
-                    retry_on_disconnect(lambda: fail_stale_trials(sweep.study), sweep.url)
-                    next_stale_check = time.monotonic() + settings.heartbeat_interval
-                trials: list[optuna.Trial] = []
-                admission = Admission.START
-                room = min(size, _grid_room(sweep.study))
-                while len(trials) < room:
-                    admission, trial = retry_on_disconnect(gate.ask, sweep.url)
-                    if trial is None:
-                        break
-                    trials.append(trial)
-                if not trials:
-                    if admission is Admission.DONE:
-                        break
-                    time.sleep(WAIT_POLL_S)
-                    next_stale_check = 0.0
-                    continue
-                ends = _run_round(sweep.study, trials, objective, signals, settings)
-                for end in ends:
-                    if end.state is TrialState.COMPLETE:
-                        summary.complete += 1
-                    elif end.state is TrialState.PRUNED:
-                        summary.pruned += 1
-                    else:
-                        summary.failed += 1
-                failures = [end.failure for end in ends if end.failure]
-                if signals.received is not None or len(failures) < len(ends):
-                    summary.failures.clear()
-                    continue
-                # Every trial of the round failed: the task itself is probably broken.
-                summary.failures.extend(failures)
-                if len(summary.failures) >= MAX_CONSECUTIVE_FAILURES:
-                    raise SweepError(
-                        f"{len(summary.failures)} trials in a row failed; the last with"
-                        f" {failures[-1]}."
-                    )
-    finally:
-        close = getattr(recorder, "close", None)
-        if callable(close):
-            close()
-        sweep.close()
-    summary.stopped_by = signals.received
-    return summary
-
-
-def _run_round(
-    study: optuna.Study,
-    trials: list[optuna.Trial],
-    objective: PopulationObjective,
-    signals: _StopSignals,
-    settings: StudySettings,
-) -> list[TrialEnd]:
-    """Train one population of trials and tell Optuna how each ended."""
-    interrupted = False
-    with _heartbeats(study, trials, settings.heartbeat_interval):
-        try:
-            with signals.allowed():
-                ends = objective(trials)
-        except KeyboardInterrupt:
-            interrupted = True
-            ends = [TrialEnd(t, TrialState.FAIL, failure="interrupted") for t in trials]
-        except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-            _log.warning("A population of %d trials failed: %s", len(trials), reason)
-            ends = [TrialEnd(t, TrialState.FAIL, failure=reason) for t in trials]
-    for end in ends:
-        if end.failure is not None:
-            _set_fail_reason(study, end.trial, end.failure)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            _tell(study, end.trial, end.state, end.value)
-        if interrupted:
-            _requeue(study, end.trial, settings)
-    return ends
 
 
 def _grid_room(study: optuna.Study) -> int:
@@ -307,11 +174,3 @@ def _grid_room(study: optuna.Study) -> int:
     if isinstance(sampler, optuna.samplers.GridSampler):
         return max(1, len(sampler._get_unvisited_grid_ids(study)))
     return MAX_POPULATION
-
-
-def _set_fail_reason(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
-    storage = study._storage
-    retry_on_disconnect(
-        lambda: storage.set_trial_system_attr(trial._trial_id, "fail_reason", reason),
-        getattr(storage, "url", ""),
-    )

@@ -1,0 +1,112 @@
+"""The heartbeat thread: keep this worker's trials alive, and fail the trials of dead workers.
+
+While a worker trains a round of trials, one thread beside the training does, every
+``interval`` seconds (at a fixed rate, the first beat at once):
+
+1. record a heartbeat for every trial of the round (Optuna's ``record_heartbeat``);
+2. then look for stale trials of the whole study (:func:`sweeps.study.fail_stale_trials`):
+   a RUNNING trial whose last heartbeat is more than ``grace_period`` old (by the database's
+   clock) belongs to a dead worker; it is set FAIL, its runs are marked FAIL and its
+   configuration is re-queued as a WAITING retry (the storage's stale-trial callback).
+
+Either step may fail (the database restarting, a connection cut): the failure is logged and
+the step is tried again at the next beat, so a short outage costs neither this worker's
+trials nor the thread.
+
+Why look from this thread: the worker loop also looks between rounds and while it waits,
+but a worker in the middle of a long round would never look. With every live worker looking
+once per heartbeat *during* its rounds, a killed worker's trial, whose last beat was at
+``B`` (at or before the kill), is stale from ``B + grace_period`` on and is failed and
+re-queued by the next look of any live worker, at most one ``interval`` later: within
+``grace_period + interval`` of the kill, plus the time one look takes.
+
+Order: the thread beats before it looks, so a worker that was paused (SIGSTOP, a starved
+machine, a network cut) past the grace period renews its own trials before it judges
+anyone's. If another worker failed them meanwhile, the main thread learns it from its next
+write (Optuna's ``UpdateFinishedTrialError``) and gives the round up (:mod:`sweeps.worker`).
+Two workers failing the same stale trial is harmless: Optuna lets only one of them change
+its state, and only that one re-queues it.
+
+Threads and connections: Optuna's ``RDBStorage`` gives each thread its own scoped session,
+and its cache (``_CachedStorage``) guards its state with a lock, so this thread uses one
+Optuna connection of its own beside the main thread's. The stale-trial callback re-queues
+through the same storage (``study.add_trial``, which touches no per-thread study state) and
+marks the dead attempt's runs through the results engine, whose pool is thread-safe: one
+results connection at a time for this thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import optuna
+from optuna.storages._heartbeat import is_heartbeat_enabled
+
+from sweeps.study import fail_stale_trials
+
+_log = logging.getLogger(__name__)
+
+
+@contextmanager
+def heartbeats(
+    study: optuna.Study, trials: Sequence[optuna.Trial], interval: float
+) -> Iterator[None]:
+    """Beat for ``trials`` and fail other workers' stale trials every ``interval`` s.
+
+    The thread runs while the block runs; leaving the block stops it (after the beat in
+    progress, if any). A storage without heartbeats (``heartbeat_interval`` unset) gets no
+    thread: nothing could ever be stale there.
+    """
+    storage = study._storage
+    if not is_heartbeat_enabled(storage):
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        for trial in trials:
+            _tolerate(
+                lambda trial=trial: storage.record_heartbeat(trial._trial_id),  # type: ignore[attr-defined]
+                f"The heartbeat of trial {trial.number} failed",
+            )
+        _tolerate(lambda: fail_stale_trials(study), "Looking for dead workers' trials failed")
+
+    thread = threading.Thread(
+        target=_every, args=(interval, beat, stop), name="sweeps-heartbeat", daemon=True
+    )
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _every(interval: float, action: Callable[[], None], stop: threading.Event) -> None:
+    """Run ``action`` now and then every ``interval`` seconds until ``stop`` is set.
+
+    Fixed rate: the time ``action`` takes is not added to the period, so looks for stale
+    trials stay ``interval`` apart. After a stall longer than a period (a paused process,
+    a slow database) the schedule restarts from now instead of beating in a burst.
+    """
+    due = time.monotonic()
+    while True:
+        action()
+        due += interval
+        now = time.monotonic()
+        if due < now:
+            due = now
+        if stop.wait(due - now):
+            return
+
+
+def _tolerate(operation: Callable[[], object], what: str) -> None:
+    """Run ``operation``; a failure is logged (the next beat tries again), never raised."""
+    try:
+        operation()
+    except Exception as exc:  # a lost connection, a restarting server: next beat
+        _log.warning("%s: %s: %s", what, type(exc).__name__, exc)

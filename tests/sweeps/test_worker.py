@@ -1,21 +1,27 @@
-"""The worker loop, in this process: quota, graceful stop on signals, broken tasks."""
+"""The worker loop, in this process: quota, graceful stop on signals, broken tasks, the
+heartbeat thread's stale checks, the failure limit over rounds, trials failed as stale."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy as sa
 from optuna.trial import TrialState
 
 from storage import trials_frame
+from sweeps import heartbeat
 from sweeps.errors import SweepError
 from sweeps.spec import parse_spec
-from sweeps.study import StudySettings
+from sweeps.study import StudySettings, open_study
 from sweeps.training import RunOutcome, train_run
-from sweeps.worker import run_worker
+from sweeps.worker import TrialEnd, run_rounds, run_worker
 
 SPEC = """
 name = "work"
@@ -29,6 +35,12 @@ momentum = {{ low = 0.5, high = 0.9 }}
 epochs = 2
 """
 FAST = StudySettings(heartbeat_interval=1, grace_period=3, max_retry=3)
+SLOW_EPOCH_S = 3.5
+"""A slow trial's pause per epoch: its 2 epochs outlast a stale check's bound below."""
+SQLITE_CLOCK_S = 1.0
+"""SQLite's ``CURRENT_TIMESTAMP`` (Optuna's heartbeat clock there) has whole seconds."""
+SLACK_S = 1.0
+"""Queries, commits and thread scheduling on a loaded 2-core machine."""
 
 
 @pytest.fixture
@@ -123,3 +135,125 @@ def test_grid_sweep_ends_when_every_grid_point_is_taken(url):
         (0.05, 0.5),
         (0.05, 0.9),
     }
+
+
+def test_a_dead_workers_trial_is_failed_and_requeued_while_the_live_worker_is_mid_trial(url):
+    """Protection: the heartbeat thread (``sweeps.heartbeat``) looks for stale trials every
+    beat. Without it a worker looks only between trials, so a dead worker's trial would
+    stay RUNNING until the live worker's long trial ended."""
+    settings = StudySettings(heartbeat_interval=1, grace_period=2, max_retry=3)
+    spec = parse_spec(SPEC.format(limit="n_trials = 2"))
+    dead = open_study(spec, url, settings=settings)
+    orphan = dead.study.ask()  # a worker that took a trial, beat once and died
+    dead.study._storage.record_heartbeat(orphan._trial_id)
+    last_beat = time.time()
+    dead.close()
+
+    def slow(task, run, *, on_epoch, **kwargs) -> RunOutcome:
+        def epoch(result) -> None:
+            time.sleep(SLOW_EPOCH_S)
+            on_epoch(result)
+
+        return train_run(task, run, on_epoch=epoch, **kwargs)
+
+    summary = run_worker(spec, url, settings=settings, train=slow, handle_signals=False)
+
+    assert (summary.complete, summary.failed) == (2, 0)
+    orphan_end, live, retry = optuna.load_study(study_name="work", storage=url).get_trials()
+    assert (orphan_end.state, live.state, retry.state) == (TrialState.FAIL,) + (
+        TrialState.COMPLETE,
+    ) * 2
+    assert retry.system_attrs["retry_history"] == [orphan.number]
+    assert orphan_end.datetime_complete is not None
+    assert live.datetime_complete is not None
+    assert orphan_end.datetime_complete < live.datetime_complete  # failed during that trial
+    failed_after = orphan_end.datetime_complete.timestamp() - last_beat
+    limit = settings.grace_period + settings.heartbeat_interval + SQLITE_CLOCK_S + SLACK_S
+    assert failed_after <= limit
+
+
+def test_a_stale_check_that_fails_now_only_logs_and_the_next_beat_looks_again(url, caplog):
+    """Protection: the heartbeat thread's stale check is wrapped (``_tolerate``): a lost
+    connection is logged and the next beat looks again, instead of ending the thread."""
+    spec = parse_spec(SPEC.format(limit="n_trials = 2"))
+    sweep = open_study(spec, url, settings=FAST)
+    trial = sweep.study.ask()
+    looks: list[float] = []
+
+    def flaky_look(study: optuna.Study) -> None:
+        looks.append(time.monotonic())
+        if len(looks) <= 2:
+            raise sa.exc.OperationalError("SELECT", {}, Exception("server closed the connection"))
+
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(heartbeat, "fail_stale_trials", flaky_look)
+            with (
+                caplog.at_level(logging.WARNING, logger="sweeps.heartbeat"),
+                heartbeat.heartbeats(sweep.study, [trial], interval=0.2),
+            ):
+                time.sleep(1.5)
+    finally:
+        sweep.close()
+    assert len(looks) >= 4  # beats at 0, 0.2, 0.4, ... s: the thread outlived two failures
+    assert caplog.text.count("server closed the connection") == 2
+
+
+class ScriptedRounds:
+    """Rounds of two trials that end as the script says, without training anything.
+
+    ``"stale"`` plays another worker's stale check: the trial is set FAIL and re-queued
+    (Optuna's ``fail_stale_trials`` on that one trial) while the round runs, and the round
+    still reports it COMPLETE.
+    """
+
+    def __init__(self, script: list[tuple[str, str]]) -> None:
+        self.script = iter(script)
+
+    def room(self, study: optuna.Study) -> int:
+        return 2
+
+    def __call__(self, trials: Sequence[optuna.Trial]) -> list[TrialEnd]:
+        ends = []
+        for trial, outcome in zip(trials, next(self.script), strict=True):
+            if outcome == "fail":
+                ends.append(TrialEnd(trial, TrialState.FAIL, failure=f"boom {trial.number}"))
+                continue
+            if outcome == "stale":
+                storage = trial.study._storage
+                storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+                callback = storage.get_heartbeat_stale_trial_callback()
+                callback(trial.study, storage.get_trial(trial._trial_id))
+            ends.append(TrialEnd(trial, TrialState.COMPLETE, value=1.0))
+        return ends
+
+
+def test_a_round_of_failures_extends_the_count_and_any_success_clears_it(url):
+    """Protection: the loop's failure limit counts whole failed rounds and any success
+    resets it: here 2 + (cleared) + 2 + 2 + 2 failures stop the worker at the 5th round."""
+    spec = parse_spec(SPEC.format(limit="n_trials = 40"))
+    script = [("fail", "fail"), ("ok", "fail")] + [("fail", "fail")] * 3 + [("ok", "ok")] * 20
+
+    with pytest.raises(SweepError, match=r"^6 trials in a row failed; the last with boom 9\.$"):
+        run_rounds(spec, url, lambda sweep, recorder: ScriptedRounds(script), settings=FAST)
+
+    assert states(url) == [TrialState.FAIL] * 2 + [TrialState.COMPLETE] + [TrialState.FAIL] * 7
+
+
+def test_trials_failed_as_stale_during_a_round_are_retried_elsewhere_not_told(url, caplog):
+    """Protection: ``_finish`` does not tell Optuna a trial that a stale check finished
+    first (Optuna would raise), does not re-queue it a second time, and counts it neither
+    as a success nor as a failure of the task."""
+    spec = parse_spec(SPEC.format(limit="n_trials = 2"))
+    script = [("stale", "stale"), ("ok", "ok")]
+
+    with caplog.at_level(logging.WARNING, logger="sweeps.worker"):
+        summary = run_rounds(
+            spec, url, lambda sweep, recorder: ScriptedRounds(script), settings=FAST
+        )
+
+    assert (summary.complete, summary.failed, summary.failures) == (2, 2, [])
+    trials = optuna.load_study(study_name="work", storage=url).get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] * 2 + [TrialState.COMPLETE] * 2
+    assert [t.system_attrs.get("retry_history") for t in trials] == [None, None, [0], [1]]
+    assert caplog.text.count("was failed as stale and retried elsewhere") == 2

@@ -1,8 +1,12 @@
-"""A population worker against a real SQLite database: quota, storage structure, values."""
+"""A population worker against a real SQLite database: quota, storage structure, values,
+a round given up when one of its trials was failed as stale."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 import pytest
@@ -10,11 +14,21 @@ from optuna.trial import TrialState
 
 from storage import metrics_frame, trials_frame
 from sweeps.errors import SweepUsageError
-from sweeps.population.worker import resolve_population, run_population_worker
+from sweeps.population import worker as population_worker
+from sweeps.population.trials import EpochsWriter
+from sweeps.population.worker import (
+    database_epochs_writer,
+    resolve_population,
+    run_population_worker,
+)
 from sweeps.spec import parse_spec
-from sweeps.study import StudySettings
+from sweeps.study import StudySettings, open_study
 from sweeps.tasks import get_task
+from sweeps.training import EpochResult
 from sweeps.worker import run_worker
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 SPEC = """
 name = "{name}"
@@ -93,3 +107,57 @@ def test_a_grid_sweep_ends_when_every_grid_point_is_taken(tmp_path: Path) -> Non
     summary = run_population_worker(spec, url, population=4, settings=FAST, handle_signals=False)
     assert summary.complete == 6
     assert len(finished(url, "grid")) == 6
+
+
+def test_a_round_whose_trial_was_failed_as_stale_is_given_up_and_the_sweep_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Protection: the worker loop treats Optuna's UpdateFinishedTrialError in a round as
+    "failed as stale and retried elsewhere": the round is given up, its other trials are told
+    FAIL and re-queued, and nothing crashes. Here another worker's stale check is played
+    after the first epoch of the first round, on one trial of it (as after a SIGSTOP past
+    the grace period); the next report to Optuna then meets the finished trial."""
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    spec = parse_spec(SPEC.format(name="paused"))
+    played: list[int] = []
+
+    def writer_with_a_stale_check(engine: Engine, url: str) -> EpochsWriter:
+        write = database_epochs_writer(engine, url)
+
+        def write_then_fail_one(items: Sequence[tuple[int, EpochResult]]) -> None:
+            write(items)
+            if not played:  # Optuna's fail_stale_trials, for one trial of this round
+                sweep = open_study(spec, url, settings=FAST)
+                try:
+                    storage = sweep.study._storage
+                    [first, *_] = sweep.study.get_trials(states=(TrialState.RUNNING,))
+                    storage.set_trial_state_values(first._trial_id, state=TrialState.FAIL)
+                    callback = storage.get_heartbeat_stale_trial_callback()
+                    callback(sweep.study, storage.get_trial(first._trial_id))
+                    played.append(first.number)
+                finally:
+                    sweep.close()
+
+        return write_then_fail_one
+
+    monkeypatch.setattr(population_worker, "database_epochs_writer", writer_with_a_stale_check)
+    with caplog.at_level(logging.WARNING, logger="sweeps.worker"):
+        summary = run_population_worker(
+            spec, url, population=4, settings=FAST, handle_signals=False
+        )
+
+    trials = optuna.load_study(study_name="paused", storage=url).get_trials()
+    states = [t.state for t in trials]
+    assert states[:4] == [TrialState.FAIL] * 4  # the first round, given up
+    assert states.count(TrialState.COMPLETE) == 6
+    assert set(states) == {TrialState.FAIL, TrialState.COMPLETE}
+    assert (summary.complete, summary.failed, summary.failures) == (6, 4, [])
+    retried = sorted(
+        t.system_attrs["retry_history"][-1] for t in trials if t.system_attrs.get("retry_history")
+    )
+    assert retried == [0, 1, 2, 3]  # each trial of the round re-queued once, none twice
+    assert caplog.text.count("was failed as stale and retried elsewhere") == 1
+    assert caplog.text.count("was given up with its round and queued again") == 3
+    runs = trials_frame(url, sweep="paused")
+    assert set(runs[runs["trial"] < 4]["state"]) == {"FAIL"}
+    assert played == [0]

@@ -132,8 +132,25 @@ def _json_float(value: float) -> float | str:
     return value if math.isfinite(value) else ("inf" if value > 0 else "-inf")
 
 
-def format_value(value: float) -> str:
-    return f"{value:.4g}" if math.isfinite(value) else ("diverged" if value > 0 else "-inf")
+def diverged_value(direction: str) -> float:
+    """The value a diverged run is recorded with: the worst one of the sweep's direction,
+    ``inf`` when minimising and ``-inf`` when maximising (``sweeps.objective``)."""
+    return -math.inf if direction == "maximize" else math.inf
+
+
+def format_value(value: float, direction: str) -> str:
+    """An objective value as shown by ``sweeps status`` and the progress bar.
+
+    The value a diverged run is recorded with (:func:`diverged_value`) is written
+    "diverged", in either direction; a mean over seeds that one diverged run entered is
+    that same value, so it reads "diverged" too. NaN is "n/a"; the other infinity, which no
+    run records, is written as the number it is.
+    """
+    if math.isnan(value):
+        return "n/a"
+    if value == diverged_value(direction):
+        return "diverged"
+    return f"{value:.4g}"
 
 
 def describe(snap: SweepSnapshot) -> str:
@@ -146,7 +163,10 @@ def describe(snap: SweepSnapshot) -> str:
     ]
     if snap.counts.get("PRUNED"):
         parts.insert(1, f"{snap.counts['PRUNED']} pruned")
-    best = ", ".join(f"{name} {format_value(run.value)}" for name, run in sorted(snap.best.items()))
+    best = ", ".join(
+        f"{name} {format_value(run.value, snap.direction)}"
+        for name, run in sorted(snap.best.items())
+    )
     return ", ".join(parts) + (f" | best {best}" if best else "")
 
 

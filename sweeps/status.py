@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sweeps.progress import SweepSnapshot, format_value, snapshot
+from sweeps.progress import SweepSnapshot, diverged_value, format_value, snapshot
 from sweeps.study import load_existing_study
 
 
@@ -46,12 +46,12 @@ def status_table(snap: SweepSnapshot) -> Any:
     best.add_column("parameters")
     for name, run in sorted(snap.best.items()):
         params = ", ".join(f"{k}={_short(v)}" for k, v in sorted(run.params.items()))
-        best.add_row(name, format_value(run.value), str(run.trial_number), params)
+        best.add_row(name, format_value(run.value, snap.direction), str(run.trial_number), params)
     parts: list[Any] = [counts, best]
     if snap.workers:
         parts.append(f"Running on: {', '.join(snap.workers)}")
     if snap.diverged:
-        parts.append(f"{snap.diverged} run(s) diverged (value inf).")
+        parts.append(f"{snap.diverged} run(s) diverged (value {diverged_value(snap.direction)}).")
     return Group(*parts)
 
 

@@ -20,6 +20,11 @@ Vocabulary (``docs/report.md``, and the paired design of ``sweeps.pairing``):
   cannot win on one lucky seed).
 - The two bests are compared with Welch's unequal-variance t-test (and Mann-Whitney U,
   which needs no normality and accepts diverged ``inf`` values); significant at p < 0.05.
+- A *diverged* run is a finished run whose ``diverged_at_step`` is set: the training loop
+  found a non-finite loss at that step and recorded the worst value of the direction
+  (``inf`` when minimising, ``-inf`` when maximising). Its value is no number to show: the
+  report writes "diverged" for it, and for any mean or gap it enters, and lists every
+  diverged run (:func:`diverged_runs`, :func:`divergence_summary`).
 - The *transfer* of the best configuration of one optimizer into the other: the gap
   ``mean(target runs) - mean(origin runs)`` of the naive and the converted runs of the same
   trial. A converted transfer *reproduces the source within seed noise* when its gap is no
@@ -47,6 +52,20 @@ OWN_SWEEP_ROLES = ("source", "naive")
 FAMILY_ORDER = ("constant", "step", "multistep", "cosine", "warmup_cosine", "onecycle", "plateau")
 OPTIMIZER_NAMES = {"pytorch": "PyTorch SGD (lr outside)", "sutskever": "Sutskever SGD (lr inside)"}
 RUN_KEY = ["schedule_family", "optimizer", "role", "trial"]
+ROLE_ORDER = ("source", "naive", "converted")
+DIVERGED_CSV = "diverged.csv"
+"""The file beside the report that lists every diverged run (the report shows the first ones)."""
+DIVERGED_COLUMNS = (
+    "trial",
+    "optimizer",
+    "role",
+    "seed",
+    "attempt",
+    "schedule_family",
+    "schedule",
+    "diverged_at_step",
+    "value",
+)
 
 
 @dataclass(frozen=True)
@@ -55,10 +74,20 @@ class Estimate:
 
     values: tuple[float, ...]
     seeds: tuple[int, ...]
+    diverged: tuple[bool, ...] = ()
+    """Per seed, whether that run diverged (:func:`diverged_mask`); when left empty, a
+    non-finite value counts as diverged (only a divergence records one)."""
 
     @property
     def n(self) -> int:
         return len(self.values)
+
+    @property
+    def n_diverged(self) -> int:
+        """How many of the seeds diverged."""
+        if self.diverged:
+            return sum(self.diverged)
+        return sum(not math.isfinite(v) for v in self.values)
 
     @property
     def finite(self) -> bool:
@@ -184,6 +213,32 @@ def within_seed_noise(origin: Estimate, other: Estimate) -> bool:
     return abs(gap) <= tolerance
 
 
+def divergence_text(estimate: Estimate) -> str | None:
+    """``"diverged"`` when every seed diverged, ``"diverged (k of n seeds)"`` when some did,
+    ``None`` when none did. A mean over a diverged seed is ±inf, which is no result to show."""
+    k = estimate.n_diverged
+    if k == 0:
+        return None
+    return "diverged" if k == estimate.n else f"diverged ({k} of {estimate.n} seeds)"
+
+
+def gap_text(transfer: Transfer, run: Configuration) -> str:
+    """The gap ``mean(run) - mean(origin)`` signed (``+0.0123``), or in words where one side
+    diverged: ``"diverged"`` (the transferred runs did, the origin did not), ``"origin
+    diverged"``, ``"both diverged"``. A gap to or from a diverged run is ±inf, and its sign
+    says only which side diverged, so it is written as that."""
+    origin_diverged = transfer.origin.estimate.n_diverged > 0
+    run_diverged = run.estimate.n_diverged > 0
+    if origin_diverged and run_diverged:
+        return "both diverged"
+    if run_diverged:
+        return "diverged"
+    if origin_diverged:
+        return "origin diverged"
+    gap = transfer.gap(run)
+    return "n/a" if math.isnan(gap) else f"{gap:+.4g}"
+
+
 def _difference(a: float, b: float) -> float:
     if math.isinf(a) and math.isinf(b) and a == b:
         return 0.0
@@ -196,6 +251,21 @@ def schedule_family(trials: pd.DataFrame) -> pd.Series:
     if "hp_schedule" in trials.columns:
         return trials["hp_schedule"].astype("string").fillna(from_spec)
     return from_spec
+
+
+def diverged_mask(runs: pd.DataFrame) -> pd.Series:
+    """Which runs diverged: ``diverged_at_step`` is set, or the value is not finite.
+
+    The training loop records both together (the step, and the worst value of the
+    direction); a frame without the ``diverged_at_step`` column (hand-made, or exported
+    before it existed) still shows a divergence through its ``±inf`` value, whatever the
+    sign, since no other outcome stores a non-finite value.
+    """
+    values = pd.to_numeric(runs["value"], errors="coerce").astype(float)
+    non_finite = pd.Series(~np.isfinite(values.to_numpy()), index=runs.index) & values.notna()
+    if "diverged_at_step" not in runs.columns:
+        return non_finite
+    return runs["diverged_at_step"].notna() | non_finite
 
 
 def finished_runs(trials: pd.DataFrame) -> pd.DataFrame:
@@ -215,6 +285,7 @@ def _order_families(names: Sequence[str]) -> list[str]:
 
 def _configurations(runs: pd.DataFrame) -> dict[tuple[str, str, str, int], Configuration]:
     out: dict[tuple[str, str, str, int], Configuration] = {}
+    diverged = diverged_mask(runs)
     for key, group in runs.groupby(RUN_KEY, sort=True, observed=True):
         family, optimizer, role, trial = key
         first = group.iloc[0]
@@ -231,6 +302,7 @@ def _configurations(runs: pd.DataFrame) -> dict[tuple[str, str, str, int], Confi
             estimate=Estimate(
                 values=tuple(float(v) for v in group["value"]),
                 seeds=tuple(int(s) for s in group["seed"]),
+                diverged=tuple(bool(d) for d in diverged.loc[group.index]),
             ),
         )
     return out
@@ -333,14 +405,16 @@ def build_report_data(
 
 
 def _fmt(value: float) -> str:
+    """A plain number (lr, momentum, a ratio): an infinite one is written as such."""
     if math.isnan(value):
         return "n/a"
-    if math.isinf(value):
-        return "diverged" if value > 0 else "-inf"
     return f"{value:.4g}"
 
 
 def _estimate_text(estimate: Estimate) -> str:
+    diverged = divergence_text(estimate)
+    if diverged is not None:  # "diverged (k of n seeds)" names n already
+        return f"{diverged} (n={estimate.n})" if diverged == "diverged" else diverged
     if math.isnan(estimate.half_width):
         return f"{_fmt(estimate.mean)} (n={estimate.n})"
     return f"{_fmt(estimate.mean)} ± {estimate.half_width:.2g} (n={estimate.n})"
@@ -394,14 +468,14 @@ def conclusion(data: ReportData) -> tuple[str, ...]:
             parts = [f"{name}: the best {origin} configuration (trial {transfer.origin.trial})"]
             if transfer.naive is not None:
                 parts.append(
-                    f" moved naively to {target} changes {data.objective} by"
-                    f" {_signed(transfer.gap(transfer.naive))}"
+                    f" moved naively to {target}"
+                    f" {_change_text(data.objective, transfer, transfer.naive)}"
                 )
             if transfer.converted is not None:
                 ok = transfer.converted_within_seed_noise
                 parts.append(
-                    f"; converted ({transfer.converted.verdict or 'no verdict'}) by"
-                    f" {_signed(transfer.gap(transfer.converted))}, which "
+                    f"; converted ({transfer.converted.verdict or 'no verdict'}),"
+                    f" it {_change_text(data.objective, transfer, transfer.converted)}, which "
                     + (
                         "reproduces the source within seed noise"
                         if ok
@@ -414,12 +488,78 @@ def conclusion(data: ReportData) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def _signed(value: float) -> str:
-    if math.isnan(value):
-        return "n/a"
-    if math.isinf(value):
-        return "+inf (diverged)" if value > 0 else "-inf"
-    return f"{value:+.4g}"
+def _change_text(objective: str, transfer: Transfer, run: Configuration) -> str:
+    """What moving the origin's configuration to ``run`` did, as a verb phrase."""
+    origin_diverged = transfer.origin.estimate.n_diverged > 0
+    diverged = run.estimate.n_diverged
+    if diverged and origin_diverged:
+        return "diverges as the origin does"
+    if diverged:
+        seeds = "" if diverged == run.estimate.n else f" in {diverged} of {run.estimate.n} seeds"
+        return f"diverges{seeds}"
+    if origin_diverged:
+        return f"does not diverge where the origin did: {objective} {_estimate_text(run.estimate)}"
+    return f"changes {objective} by {gap_text(transfer, run)}"
+
+
+def diverged_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The finished runs that diverged (:func:`diverged_mask`), one row each.
+
+    Columns :data:`DIVERGED_COLUMNS` (``diverged_at_step`` as ``Int64``, ``<NA>`` where a
+    run has a non-finite value but no recorded step), then every ``hp_*`` column of the
+    sweep; sorted by trial, role (source, naive, converted), optimizer, seed and attempt.
+    """
+    hyperparameters = sorted(c for c in runs.columns if str(c).startswith("hp_"))
+    out = runs.loc[diverged_mask(runs)].copy()
+    if "diverged_at_step" not in out.columns:
+        out["diverged_at_step"] = pd.NA
+    out["diverged_at_step"] = out["diverged_at_step"].astype("Int64")
+    for column in DIVERGED_COLUMNS:
+        if column not in out.columns:
+            out[column] = pd.NA
+    rank = {role: i for i, role in enumerate(ROLE_ORDER)}
+    out["_role_rank"] = [rank.get(str(r), len(rank)) for r in out["role"]]
+    out = out.sort_values(["trial", "_role_rank", "optimizer", "seed", "attempt"])
+    return out[[*DIVERGED_COLUMNS, *hyperparameters]].reset_index(drop=True)
+
+
+def divergence_summary(runs: pd.DataFrame) -> tuple[str, ...]:
+    """How many finished runs diverged, per optimizer, so the formulations compare at a glance.
+
+    The comparison counts each optimizer's own sweep (its ``source`` and ``naive`` runs: the
+    same configurations trained in both formulations); ``converted`` runs, which reproduce
+    their source, are counted apart. With several schedule families, one more line per
+    family. ``("No run diverged.",)`` when none did.
+    """
+    diverged = diverged_mask(runs)
+    if not diverged.any():
+        return ("No run diverged.",)
+    own = runs["role"].astype(str).isin(OWN_SWEEP_ROLES)
+
+    def per_optimizer(selection: pd.Series) -> str:
+        parts = []
+        for optimizer in sorted({str(o) for o in runs.loc[selection, "optimizer"]}):
+            chosen = selection & (runs["optimizer"].astype(str) == optimizer)
+            parts.append(
+                f"{OPTIMIZER_NAMES.get(optimizer, optimizer)} {int(diverged[chosen].sum())}"
+                f" of {int(chosen.sum())}"
+            )
+        return ", ".join(parts) or "no runs"
+
+    line = (
+        f"{int(diverged.sum())} of {len(runs)} finished runs diverged. Each optimizer's own"
+        f" sweep (source and naive runs): {per_optimizer(own)}"
+    )
+    converted = runs["role"].astype(str) == "converted"
+    if converted.any():
+        line += f"; converted runs: {int(diverged[converted].sum())} of {int(converted.sum())}"
+    lines = [line + "."]
+    families = _order_families([str(f) for f in runs["schedule_family"]])
+    if len(families) > 1:
+        for family in families:
+            in_family = own & (runs["schedule_family"].astype(str) == family)
+            lines.append(f"Schedule {family}, own sweeps: {per_optimizer(in_family)}.")
+    return tuple(lines)
 
 
 SUMMARY_COLUMNS = (

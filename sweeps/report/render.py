@@ -16,14 +16,23 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 from sweeps.report.data import (
+    DIVERGED_CSV,
     OPTIMIZER_NAMES,
     Configuration,
     Estimate,
     FamilyResult,
     ReportData,
     Transfer,
+    diverged_mask,
+    diverged_runs,
+    divergence_summary,
+    divergence_text,
+    gap_text,
 )
 from sweeps.report.figures import FigureFile
 
@@ -36,16 +45,24 @@ class Table:
     rows: tuple[tuple[str, ...], ...]
 
 
+DIVERGED_ROWS_SHOWN = 50
+"""The diverged runs listed in the report; the rest are counted, and all are in the CSV."""
+
+
 def number(value: float, digits: int = 4) -> str:
+    """A plain number (lr, momentum, a p-value); objective values go through
+    :func:`estimate_text`, which knows which runs diverged."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
-    if math.isinf(value):
-        return "diverged" if value > 0 else "-inf"
     return f"{value:.{digits}g}"
 
 
 def estimate_text(estimate: Estimate) -> str:
-    """``mean ± half-width`` (95% t-interval over seeds), or the mean alone."""
+    """``mean ± half-width`` (95% t-interval over seeds), the mean alone, or "diverged"
+    (with how many seeds, when not all) for a mean that a diverged run entered."""
+    diverged = divergence_text(estimate)
+    if diverged is not None:
+        return diverged
     if math.isnan(estimate.half_width):
         return number(estimate.mean)
     return f"{number(estimate.mean)} ± {estimate.half_width:.2g}"
@@ -108,10 +125,10 @@ def transfer_table(family: FamilyResult) -> Table:
             return "not run" if run is None else estimate_text(run.estimate)
 
         def gap(run: Configuration | None, transfer: Transfer = transfer) -> str:
-            value = transfer.gap(run)
-            if math.isnan(value):
+            if run is None:
                 return "—"
-            return "+diverged" if math.isinf(value) else f"{value:+.4g}"
+            text = gap_text(transfer, run)
+            return "—" if text == "n/a" else text
 
         reproduces = transfer.converted_within_seed_noise
         check = {None: "—", True: "yes", False: "NO (flagged)"}[reproduces]
@@ -148,13 +165,118 @@ def overview_lines(data: ReportData) -> list[str]:
     runs = data.runs
     seeds = sorted({int(s) for s in runs["seed"]}) if len(runs) else []
     counts = ", ".join(f"{state} {n}" for state, n in sorted(data.counts.items())) or "none"
-    return [
+    lines = [
         f"Objective: {data.objective} ({data.direction}).",
         f"Runs by state: {counts}.",
         f"Configurations (Optuna trials) with finished runs: {runs['trial'].nunique()};"
         f" seeds: {', '.join(map(str, seeds)) or 'none'}.",
         "Intervals are 95% Student-t intervals of the mean over seeds.",
     ]
+    diverged = int(diverged_mask(runs).sum()) if len(runs) else 0
+    if diverged:
+        lines.append(
+            f"Diverged: {diverged} of {len(runs)} finished runs (listed under Diverged runs)."
+        )
+    return lines
+
+
+# --- Diverged runs -------------------------------------------------------------------------
+
+_SHOWN_FIRST = ("hp_lr", "hp_momentum")
+_NOT_SHOWN = ("hp_schedule", "hp_optimizer")  # the schedule and optimizer columns show them
+
+
+def hyperparameter_text(value: Any) -> str:
+    """One hyperparameter as written in the spec: numbers to 4 digits, lists and tables
+    compactly (``milestones_epochs=[1], gamma=0.1``; an empty table is ``none``), ``—``
+    where a run has no such hyperparameter."""
+    if isinstance(value, dict):
+        if not value:
+            return "none"
+        return ", ".join(f"{k}={hyperparameter_text(v)}" for k, v in sorted(value.items()))
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(hyperparameter_text(v) for v in value) + "]"
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class DivergedSection:
+    """The "Diverged runs" section: counts, the first rows, and what the rows leave out."""
+
+    summary: tuple[str, ...]
+    table: Table | None
+    notes: tuple[str, ...]
+
+
+def _step_text(step: Any, steps_per_epoch: Any) -> str:
+    if step is None or step is pd.NA or pd.isna(step):
+        return "diverged (step not recorded)"
+    text = f"diverged at step {int(step)}"
+    if steps_per_epoch is not None and not pd.isna(steps_per_epoch) and int(steps_per_epoch) > 0:
+        text += f" (epoch {(int(step) - 1) // int(steps_per_epoch) + 1})"
+    return text
+
+
+def diverged_section(data: ReportData, limit: int = DIVERGED_ROWS_SHOWN) -> DivergedSection:
+    """The diverged runs, sorted by trial: the first ``limit`` as rows, the rest counted.
+
+    Columns: trial, optimizer, role, seed, attempt, schedule family, lr, momentum, the other
+    ``hp_*`` hyperparameters that differ between the sweep's finished runs, and the step the
+    run diverged at (with its epoch, ``(step - 1) // steps_per_epoch + 1``). Hyperparameters
+    that every finished run shares are written once in a note instead of as columns.
+    """
+    summary = divergence_summary(data.runs)
+    rows = diverged_runs(data.runs)
+    if rows.empty:
+        return DivergedSection(summary, None, ())
+    names = [c for c in rows.columns if c.startswith("hp_") and c not in _NOT_SHOWN]
+    texts = {c: data.runs[c].map(hyperparameter_text) for c in names}
+    varying = [c for c in _SHOWN_FIRST if c in names]
+    varying += sorted(c for c in names if c not in _SHOWN_FIRST and texts[c].nunique() > 1)
+    shared = [c for c in names if c not in varying]
+    table_rows = []
+    for row in rows.head(limit).to_dict("records"):
+        table_rows.append(
+            (
+                str(row["trial"]),
+                str(row["optimizer"]),
+                str(row["role"]),
+                str(row["seed"]),
+                str(row["attempt"]),
+                str(row["schedule_family"]),
+                *(hyperparameter_text(row[c]) for c in varying),
+                _step_text(row["diverged_at_step"], row.get("hp_steps_per_epoch")),
+            )
+        )
+    headers = (
+        "trial",
+        "optimizer",
+        "role",
+        "seed",
+        "attempt",
+        "schedule",
+        *(c.removeprefix("hp_") for c in varying),
+        "divergence",
+    )
+    notes = []
+    if len(rows) > limit:
+        notes.append(
+            f"… and {len(rows) - limit} more diverged runs; {DIVERGED_CSV} beside this report"
+            " lists all of them."
+        )
+    if shared:
+        notes.append(
+            "Every finished run has "
+            + ", ".join(f"{c.removeprefix('hp_')} {texts[c].iloc[0]}" for c in shared)
+            + "."
+        )
+    return DivergedSection(summary, Table(headers, tuple(table_rows)), tuple(notes))
 
 
 # --- Markdown ----------------------------------------------------------------------------
@@ -179,6 +301,13 @@ def render_markdown(data: ReportData, figures: dict[str, list[FigureFile]]) -> s
     text += [f"- {_md_cell(line)}" for line in overview_lines(data)]
     text += ["", "## Conclusion", ""]
     text += [f"- {_md_cell(line)}" for line in data.conclusion]
+    diverged = diverged_section(data)
+    text += ["", "## Diverged runs", ""]
+    text += [f"- {_md_cell(line)}" for line in diverged.summary]
+    if diverged.table is not None:
+        text += ["", markdown_table(diverged.table)]
+    for note in diverged.notes:
+        text += ["", _md_cell(note)]
     for family in data.families:
         text += ["", f"## Schedule: {_md_cell(family.schedule_family)}", ""]
         text += ["### Best configuration per optimizer", "", markdown_table(best_table(family))]
@@ -253,6 +382,12 @@ def render_html(data: ReportData, figures: dict[str, list[FigureFile]]) -> str:
         "<h2>Conclusion</h2>",
         _html_list(data.conclusion, "conclusion"),
     ]
+    diverged = diverged_section(data)
+    parts += ["<h2>Diverged runs</h2>"]
+    parts.append(_html_list(diverged.summary))
+    if diverged.table is not None:
+        parts.append(html_table(diverged.table))
+    parts += [f"<p>{_e(note)}</p>" for note in diverged.notes]
     for family in data.families:
         parts += [
             f"<h2>Schedule: {_e(family.schedule_family)}</h2>",

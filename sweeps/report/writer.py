@@ -7,6 +7,8 @@
     out_dir/report.html    one self-contained page (figures embedded, CSS inline)
     out_dir/report.md      the same report in Markdown, figures referenced beside it
     out_dir/summary.csv    every number of the best and transfer tables (docs/report.md)
+    out_dir/diverged.csv   every diverged run (the report lists the first 50; header only
+                           when no run diverged)
     out_dir/*.png          the figures
 
 and records each file as a :class:`storage.models.ReportArtifact` of the sweep. It reads
@@ -16,6 +18,7 @@ as "not run").
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +30,18 @@ from storage import records
 from storage.engine import create_engine, session_factory
 from storage.errors import SweepNotFoundError
 from storage.models import Sweep
-from sweeps.report.data import Direction, build_report_data, summary_frame
+from sweeps.report.data import (
+    DIVERGED_CSV,
+    Direction,
+    build_report_data,
+    diverged_runs,
+    summary_frame,
+)
 from sweeps.report.figures import draw_report_figures
 from sweeps.report.missing import run_missing_pairs
 from sweeps.report.render import render_html, render_markdown
 
-REPORT_FILES = ("report.html", "report.md", "summary.csv")
+REPORT_FILES = ("report.html", "report.md", "summary.csv", DIVERGED_CSV)
 
 
 def _objective(spec: dict[str, Any]) -> tuple[str, Direction]:
@@ -93,6 +102,7 @@ def write_report(
         out.mkdir(parents=True, exist_ok=True)
         figures = draw_report_figures(data, metrics, out)
         summary_frame(data).to_csv(out / "summary.csv", index=False)
+        _json_cells(diverged_runs(data.runs)).to_csv(out / DIVERGED_CSV, index=False)
         (out / "report.md").write_text(render_markdown(data, figures), encoding="utf-8")
         html_path = out / "report.html"
         html_path.write_text(render_html(data, figures), encoding="utf-8")
@@ -105,6 +115,18 @@ def write_report(
     finally:
         if isinstance(url_or_engine, str):
             engine.dispose()
+
+
+def _json_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """Lists and tables (``hp_schedule_params``) as JSON in a CSV cell, not Python reprs."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object:
+            out[column] = [
+                json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else v
+                for v in out[column]
+            ]
+    return out
 
 
 def _plain(frame: pd.DataFrame) -> pd.DataFrame:

@@ -286,6 +286,7 @@ def test_report_files_are_registered_as_artifacts(url: str, report_dir: Path) ->
     engine.dispose()
     assert str(report_dir / "report.html") in paths
     assert str(report_dir / "summary.csv") in paths
+    assert str(report_dir / "diverged.csv") in paths
 
 
 def test_run_missing_trains_the_exact_conversion_back_and_it_reproduces_per_seed(

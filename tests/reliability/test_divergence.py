@@ -175,7 +175,7 @@ def test_lr_100_diverges_at_its_first_non_finite_loss_and_the_sweep_goes_on(
     this check the run would end at the epoch's last step (check 2, on ``val_loss``) and
     report another step. The objective then tells Optuna inf instead of raising, so the
     worker keeps going; ``sweeps status`` counts the diverged runs and the report ranks them
-    last."""
+    last and lists each one with its step (report.md, report.html and diverged.csv)."""
     batch_size, epochs = 4, 3
     url = run_grid_sweep(workspace, momentum="0.9", batch_size=batch_size, epochs=epochs)
 
@@ -188,6 +188,8 @@ def test_lr_100_diverges_at_its_first_non_finite_loss_and_the_sweep_goes_on(
     assert len(healthy) == 2
     assert set(diverged["state"]) == {"COMPLETE"}
     assert all(v == math.inf for v in diverged["value"])
+    expected_steps: dict[tuple[int, str], int] = {}
+    expected_epochs: dict[tuple[int, str], int] = {}
     for row in diverged.itertuples():
         reference = reference_training(
             workspace.folder, str(row.optimizer), lr=100.0, momentum=0.9,
@@ -198,6 +200,10 @@ def test_lr_100_diverges_at_its_first_non_finite_loss_and_the_sweep_goes_on(
         assert expected % reference.steps_per_epoch != 0, expected
         assert diverged_step(row.diverged_at_step) == expected, row.optimizer
         assert row.failure_reason == f"diverged at step {expected}"
+        expected_steps[(int(row.trial), str(row.optimizer))] = expected
+        # steps 1..n of epoch 1, n+1..2n of epoch 2, ...
+        epoch = math.ceil(expected / reference.steps_per_epoch)
+        expected_epochs[(int(row.trial), str(row.optimizer))] = epoch
     assert all(math.isfinite(v) for v in healthy["value"])
     assert healthy["diverged_at_step"].isna().all()
 
@@ -205,17 +211,41 @@ def test_lr_100_diverges_at_its_first_non_finite_loss_and_the_sweep_goes_on(
     workspace.wait([status], timeout=60)
     assert "2 run(s) diverged (value inf)." in workspace.log_of(status)
 
-    # The report counts the diverged runs as finished, and inf never wins. (Its text does
-    # not list them: "diverged" appears there only in the landscape figure's caption, which
-    # every report carries, so searching the report for it would prove nothing.)
+    # The report counts the diverged runs as finished, inf never wins, and its "Diverged
+    # runs" section lists each one with the step found above. (Searching the whole page for
+    # "diverged" would prove nothing: the landscape figure's caption, which every report
+    # carries, has the word.)
     out = workspace.folder / "report"
     report = workspace.start("report", "rel", "--storage", url, "--out", str(out))
     workspace.wait([report], timeout=120)
     markdown = (out / "report.md").read_text()
     assert "- Runs by state: COMPLETE 4." in markdown
-    best_rows = [line for line in markdown.splitlines() if "| source | " in line]
+    best_rows = [
+        line
+        for line in markdown.splitlines()
+        if "| source | " in line and line.startswith(("| PyTorch SGD", "| Sutskever SGD"))
+    ]
     assert len(best_rows) == 2
     assert all("| 0.01 | 0.9 |" in row for row in best_rows), best_rows
+    assert "## Diverged runs" in markdown
+    listed = markdown[markdown.index("## Diverged runs") :].split("\n## ")[0]
+    assert (
+        "- 2 of 4 finished runs diverged. Each optimizer's own sweep (source and naive runs):"
+        " PyTorch SGD (lr outside) 1 of 2, Sutskever SGD (lr inside) 1 of 2." in listed
+    ), listed
+    rows = [line for line in listed.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 1 + 2, listed  # the header and one row per diverged run
+    html = (out / "report.html").read_text()
+    for (trial, optimizer), step in sorted(expected_steps.items()):
+        row = next(r for r in rows if r.startswith(f"| {trial} | {optimizer} |"))
+        assert row.startswith(f"| {trial} | {optimizer} | source | 0 | 1 | constant | 100 | 0.9 |")
+        divergence = f"diverged at step {step} (epoch {expected_epochs[(trial, optimizer)]})"
+        assert row.endswith(f"| {divergence} |"), row
+        assert f"<td>{divergence}</td>" in html
+    csv = pd.read_csv(out / "diverged.csv")
+    assert {
+        (int(r.trial), str(r.optimizer)): int(r.diverged_at_step) for r in csv.itertuples()
+    } == expected_steps
 
 
 def test_weights_broken_after_the_last_minibatch_are_caught_by_the_val_loss_check(

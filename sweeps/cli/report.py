@@ -21,7 +21,7 @@ import click
     "out_dir",
     required=True,
     type=click.Path(file_okay=False, dir_okay=True, writable=True, path_type=Path),
-    help="Directory for report.html, report.md, summary.csv and the PNG figures.",
+    help="Directory for report.html, report.md, summary.csv, diverged.csv and the PNG figures.",
 )
 @click.option(
     "--run-missing",
@@ -50,7 +50,10 @@ def report(
         storage_url or default_url(), name, out_dir, run_missing=run_missing, device=device
     )
     click.echo(str(path))
-    click.echo(f"Wrote {path.name}, report.md, summary.csv and the figures to {out_dir}.", err=True)
+    click.echo(
+        f"Wrote {path.name}, report.md, summary.csv, diverged.csv and the figures to {out_dir}.",
+        err=True,
+    )
 
 
 commands: list[click.Command] = [report]

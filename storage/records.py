@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from storage.errors import StorageUsageError, TrialRunNotFoundError
 from storage.models import (
@@ -192,6 +192,11 @@ def record_epoch(
             )
 
 
+_STORED_EPOCH_METRICS = EpochMetric.__table__.alias("stored")
+"""``ms_epoch_metrics`` under another name, for the subquery that reads the stored rows
+(built once: an ORM alias built per call costs more than the INSERT itself)."""
+
+
 def _insert_epoch_rows(
     session: Session, trial_run_id: int, epoch: int, values: Mapping[str, float], wall_time: float
 ) -> int:
@@ -205,7 +210,7 @@ def _insert_epoch_rows(
         {name: sa.literal(value, MetricValue()) for name, value in values.items()},
         value=MetricName.name,
     )
-    stored = aliased(EpochMetric, name="stored")
+    stored = _STORED_EPOCH_METRICS.c
     same_row_stored = (
         sa.select(stored.trial_run_id)
         .where(

@@ -173,7 +173,7 @@ def test_record_epoch_sends_one_insert_statement(
     assert "ms_epoch_metrics" in inserts[0]
 
 
-def test_recording_the_same_epoch_metric_twice_fails_and_keeps_the_first(
+def test_recording_a_stored_epoch_metric_with_another_value_fails_and_keeps_the_first(
     engine: Engine, sessions: sessionmaker[Session]
 ) -> None:
     with sessions.begin() as session:

@@ -587,6 +587,10 @@ def retry_on_disconnect(
     dead connections, so waiting and trying again is all a worker needs to do. After
     ``budget_s`` seconds the failure becomes :class:`~storage.errors.StorageUnavailableError`
     (one sentence, password hidden). Each retried operation must be safe to repeat.
+
+    Only transient errors are retried (:func:`_is_disconnect`): a lost or refused connection,
+    a server shutting down, a SQLite lock past its busy timeout. Anything else ("no such
+    table", a refused password, a bad statement) is raised at once, unchanged.
     """
     import time
 
@@ -603,7 +607,9 @@ def retry_on_disconnect(
             optuna.exceptions.StorageInternalError,
             StorageUnavailableError,
         ) as exc:
-            if not _is_disconnect(exc) or time.monotonic() + delay > deadline:
+            if not _is_disconnect(exc):
+                raise  # the statement, not the connection: trying again cannot help
+            if time.monotonic() + delay > deadline:
                 if isinstance(exc, StorageUnavailableError):
                     raise
                 raise unavailable_error(url, exc.__cause__ or exc) from None
@@ -612,7 +618,12 @@ def retry_on_disconnect(
 
 
 def _is_disconnect(exc: BaseException) -> bool:
-    """Whether ``exc`` says the connection (not the statement) failed."""
+    """Whether ``exc`` says the connection (not the statement) failed, so trying again helps.
+
+    SQLAlchemy's own verdict (``connection_invalidated``) first; then the driver's error:
+    :func:`_transient_driver_error`. An ``OperationalError`` from a driver this function does
+    not know is taken as transient, as before.
+    """
     from storage.errors import StorageUnavailableError
 
     if isinstance(exc, StorageUnavailableError):
@@ -620,4 +631,48 @@ def _is_disconnect(exc: BaseException) -> bool:
     cause = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) else exc
     if isinstance(cause, sa.exc.DBAPIError) and cause.connection_invalidated:
         return True
-    return isinstance(cause, (sa.exc.OperationalError, sa.exc.InterfaceError))
+    if not isinstance(cause, (sa.exc.OperationalError, sa.exc.InterfaceError)):
+        return False
+    return _transient_driver_error(cause.orig)
+
+
+#: PostgreSQL SQLSTATEs worth another try: a server shutting down or starting up
+#: (57P01-57P03); whole classes: connection exceptions (08) and a transaction rolled back
+#: by a serialization failure or deadlock (40), which is safe to run again.
+_TRANSIENT_SQLSTATES: Final = frozenset({"57P01", "57P02", "57P03"})
+_TRANSIENT_SQLSTATE_CLASSES: Final = ("08", "40")
+#: MySQL/MariaDB client and server codes worth another try: cannot connect (2002, 2003),
+#: server gone or lost (2006, 2013, 2055), shutdown in progress (1053), connection killed
+#: (1927), lock wait timeout (1205), deadlock (1213).
+_TRANSIENT_MYSQL_CODES: Final = frozenset({2002, 2003, 2006, 2013, 2055, 1053, 1927, 1205, 1213})
+
+
+def _transient_driver_error(orig: BaseException | None) -> bool:
+    """Whether the DBAPI error ``orig`` (inside an OperationalError/InterfaceError) is transient.
+
+    - SQLite: only a lock ("database is locked", "... is busy") once the busy timeout ran
+      out; "no such table", "unable to open database file" and the like are permanent.
+    - PostgreSQL (psycopg): no SQLSTATE (the client could not reach the server) or one of
+      :data:`_TRANSIENT_SQLSTATES` / :data:`_TRANSIENT_SQLSTATE_CLASSES`; a refused
+      password (28P01) or a missing database (3D000) is permanent.
+    - MySQL/MariaDB (PyMySQL): :data:`_TRANSIENT_MYSQL_CODES`.
+    """
+    import sqlite3
+
+    if isinstance(orig, sqlite3.Error):
+        text = str(orig).lower()
+        return "locked" in text or "busy" in text
+    sqlstate = getattr(orig, "sqlstate", _NO_SQLSTATE)
+    if sqlstate is not _NO_SQLSTATE:  # psycopg
+        return (
+            sqlstate is None
+            or sqlstate in _TRANSIENT_SQLSTATES
+            or str(sqlstate).startswith(_TRANSIENT_SQLSTATE_CLASSES)
+        )
+    if type(orig).__module__.startswith("pymysql"):
+        code = orig.args[0] if orig is not None and orig.args else None
+        return code in _TRANSIENT_MYSQL_CODES
+    return True
+
+
+_NO_SQLSTATE: Final = object()

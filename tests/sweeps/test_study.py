@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -241,3 +243,92 @@ def test_retry_on_disconnect_does_not_retry_a_bad_statement():
     with pytest.raises(sa.exc.IntegrityError):
         retry_on_disconnect(bad, "sqlite://")
     assert len(calls) == 1
+
+
+def test_retry_on_disconnect_retries_a_sqlite_lock_held_past_the_busy_timeout(tmp_path: Path):
+    """A "database is locked" from SQLite is transient: the holder will commit."""
+    path = tmp_path / "locked.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x INTEGER)")
+    holder.execute("BEGIN IMMEDIATE")
+    engine = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.05})
+    calls = []
+
+    def write() -> str:
+        calls.append(1)
+        if len(calls) == 2:
+            holder.execute("COMMIT")
+        with engine.begin() as connection:
+            connection.execute(sa.text("INSERT INTO t VALUES (1)"))
+        return "written"
+
+    try:
+        assert retry_on_disconnect(write, f"sqlite:///{path}", budget_s=10) == "written"
+    finally:
+        holder.close()
+        engine.dispose()
+    assert len(calls) >= 2
+
+
+def test_retry_on_disconnect_raises_a_missing_table_at_once(tmp_path: Path):
+    """SQLite's "no such table" is an OperationalError too, but trying again cannot help:
+    it is raised unchanged on the first call, not retried for two minutes."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    calls = []
+
+    def read() -> None:
+        calls.append(1)
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT * FROM ms_sweeps"))
+
+    try:
+        with pytest.raises(sa.exc.OperationalError, match="no such table"):
+            retry_on_disconnect(read, "sqlite://", budget_s=30)
+    finally:
+        engine.dispose()
+    assert len(calls) == 1
+
+
+def test_retry_on_disconnect_retries_an_unreachable_postgres_server():
+    """psycopg's error for a server that does not answer has no SQLSTATE: transient."""
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/test"
+    engine = sa.create_engine(url, connect_args={"connect_timeout": 2})
+    calls = []
+
+    def connect() -> None:
+        calls.append(1)
+        with engine.connect():
+            pass
+
+    try:
+        with pytest.raises(StorageUnavailableError):
+            retry_on_disconnect(connect, url, budget_s=0.6)
+    finally:
+        engine.dispose()
+    assert len(calls) >= 2
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "transient"),
+    [("57P01", True), ("08006", True), ("40P01", True), ("28P01", False), ("3D000", False)],
+)
+def test_retry_on_disconnect_judges_postgres_errors_by_their_sqlstate(
+    sqlstate: str, transient: bool
+):
+    """Admin shutdown, connection failure and deadlock are retried; a refused password or a
+    missing database is raised at once (each is psycopg's own exception class)."""
+    import psycopg.errors
+
+    calls = []
+
+    def fail() -> None:
+        calls.append(1)
+        raise sa.exc.OperationalError("SELECT 1", {}, psycopg.errors.lookup(sqlstate)("x"))
+
+    raised = StorageUnavailableError if transient else sa.exc.OperationalError
+    with pytest.raises(raised):
+        retry_on_disconnect(fail, "postgresql://db.example/sweeps", budget_s=0.6)
+    assert (len(calls) > 1) is transient

@@ -11,7 +11,10 @@ Fault tolerance (Optuna's own mechanism, see the RDBStorage docs):
   the next worker that looks (:func:`fail_stale_trials`) sets it to FAIL, marks its runs in
   the results tables FAIL (their partial metrics stay, apart from the retry's), and
   re-queues the same configuration as a WAITING trial (``RetryHeartbeatStaleTrialCallback``,
-  at most ``max_retry`` times), which the next ``ask`` picks up.
+  at most ``max_retry`` times), which the next ``ask`` picks up;
+- a FAIL trial whose re-queue was lost (the worker died between the two writes, or the
+  database restarted between the FAIL's commit and its acknowledgement) is re-queued by
+  the trial gate one grace period later (:func:`requeue_lost_retries`).
 
 The trial quota: ``n_trials`` is the sweep's total over all workers. Optuna's
 ``MaxTrialsCallback`` counts finished trials after each one, so N workers racing past the
@@ -28,10 +31,15 @@ Settings for tests and impatient users come from the environment:
 from __future__ import annotations
 
 import contextlib
+import copy
+import datetime
 import enum
 import fcntl
+import json
+import logging
 import os
 import threading
+import time
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
@@ -52,6 +60,8 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from sweeps.spec import SweepSpec
+
+_log = logging.getLogger(__name__)
 
 HEARTBEAT_ENV_VAR: Final = "SWEEPS_HEARTBEAT_INTERVAL"
 GRACE_ENV_VAR: Final = "SWEEPS_GRACE_PERIOD"
@@ -349,6 +359,7 @@ class TrialGate:
         self._sweep = sweep
         self._n_trials = n_trials
         self._lock = _sweep_lock(sweep.engine, sweep.url, sweep.name)
+        self._next_lost_retry_check = 0.0
 
     def admission(self) -> Admission:
         """Whether a new trial may start now (without starting one)."""
@@ -366,6 +377,11 @@ class TrialGate:
         """Start a trial if the quota allows: ``(START, trial)``, or ``(WAIT|DONE, None)``."""
         with self._lock():
             _start_orphans_grace(self._sweep.study)
+            if time.monotonic() >= self._next_lost_retry_check:
+                requeue_lost_retries(self._sweep.study)
+                self._next_lost_retry_check = time.monotonic() + _heartbeat_interval(
+                    self._sweep.study
+                )
             admission = self.admission()
             if admission is not Admission.START:
                 return admission, None
@@ -407,6 +423,79 @@ def _start_orphans_grace(study: optuna.Study) -> None:
         )
 
 
+def requeue_lost_retries(study: optuna.Study) -> list[int]:
+    """Re-queue the FAIL trials whose retry was lost; returns their numbers.
+
+    A trial failed as stale, interrupted, or given up with its round is re-queued by a
+    second write after the one that set it FAIL. That second write can be lost: the worker
+    dies between the two, or the database restarts after the FAIL committed but before the
+    worker heard so, and the repeated stale check then finds nothing stale. The
+    configuration would never run again and the sweep would end one short of its total.
+
+    Such a trial is FAIL, has no ``fail_reason`` (a failure of the task itself, which is
+    never retried, always has one), appears in no trial's ``retry_history``, has retries
+    left, and has been FAIL for longer than the grace period, so no worker can still be in
+    the middle of re-queueing it. It gets the storage's stale-trial callback
+    (:class:`_StaleTrialHandler`: retry as attempt + 1, runs marked FAIL). Call it under the
+    sweep lock, so that two workers never both re-queue one trial.
+    """
+    storage = getattr(study._storage, "_backend", study._storage)
+    if not (isinstance(storage, RDBStorage) and is_heartbeat_enabled(storage)):
+        return []
+    callback = storage.get_heartbeat_stale_trial_callback()
+    if not isinstance(callback, _StaleTrialHandler):
+        return []
+    from optuna.storages._rdb.models import TrialModel, TrialSystemAttributeModel
+
+    # Optuna 5 stores trial datetimes as naive UTC in the column behind the property.
+    now_utc = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    settled_before = now_utc - datetime.timedelta(seconds=storage.grace_period)
+    completed = TrialModel.__table__.c.datetime_complete
+    in_study = TrialModel.study_id == study._study_id
+    session = storage.scoped_session()
+    try:
+        failed = session.execute(
+            sa.select(TrialModel.trial_id, TrialModel.number)
+            .where(in_study)
+            .where(TrialModel.state == TrialState.FAIL)
+            .where(completed < settled_before)
+        ).all()
+        attributes = session.execute(
+            sa.select(TrialModel.trial_id, TrialSystemAttributeModel.key)
+            .add_columns(TrialSystemAttributeModel.value_json)
+            .join(
+                TrialSystemAttributeModel, TrialSystemAttributeModel.trial_id == TrialModel.trial_id
+            )
+            .where(in_study)
+            .where(TrialSystemAttributeModel.key.in_(("fail_reason", "retry_history")))
+        ).all()
+        session.commit()
+    finally:
+        session.close()
+    with_reason = {trial_id for trial_id, key, _ in attributes if key == "fail_reason"}
+    histories = {
+        trial_id: json.loads(value) for trial_id, key, value in attributes if key == "retry_history"
+    }
+    retried = {number for history in histories.values() for number in history}
+    lost = [
+        (trial_id, number)
+        for trial_id, number in failed
+        if trial_id not in with_reason
+        and number not in retried
+        and len(histories.get(trial_id, ())) < callback.max_retry
+    ]
+    for trial_id, number in lost:
+        _log.warning("Trial %d was failed without being retried; queueing it again.", number)
+        callback(study, copy.deepcopy(study._storage.get_trial(trial_id)))
+    return [number for _, number in lost]
+
+
+def _heartbeat_interval(study: optuna.Study) -> float:
+    storage = getattr(study._storage, "_backend", study._storage)
+    interval = storage.get_heartbeat_interval() if isinstance(storage, RDBStorage) else None
+    return float(interval or StudySettings.heartbeat_interval)
+
+
 class _StaleTrialHandler:
     """Optuna's heartbeat callback: retry the configuration, fail the dead attempt's runs."""
 
@@ -417,6 +506,7 @@ class _StaleTrialHandler:
         also: Callable[[optuna.Study, FrozenTrial], None] | None,
     ) -> None:
         self._engine = engine
+        self.max_retry = max_retry
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             self._retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
@@ -592,7 +682,6 @@ def retry_on_disconnect(
     a server shutting down, a SQLite lock past its busy timeout. Anything else ("no such
     table", a refused password, a bad statement) is raised at once, unchanged.
     """
-    import time
 
     from storage.errors import StorageUnavailableError
 

@@ -25,6 +25,8 @@ from sweeps.study import (
     fail_stale_trials,
     make_pruner,
     open_study,
+    requeue_lost_retries,
+    retry_history,
     retry_on_disconnect,
 )
 
@@ -332,3 +334,53 @@ def test_retry_on_disconnect_judges_postgres_errors_by_their_sqlstate(
     with pytest.raises(raised):
         retry_on_disconnect(fail, "postgresql://db.example/sweeps", budget_s=0.6)
     assert (len(calls) > 1) is transient
+
+
+def _fail_like_a_stale_check_whose_requeue_was_lost(sweep, gate) -> optuna.Trial:  # type: ignore[no-untyped-def]
+    """A started trial set FAIL exactly as Optuna's stale check does, with no callback after:
+    what the database holds when the FAIL committed but the re-queue never happened."""
+    _, trial = gate.ask()
+    assert trial is not None
+    trial.suggest_float("lr", 0.01, 0.3, log=True)
+    assert sweep.study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+    return trial
+
+
+def test_a_failed_trial_whose_requeue_was_lost_is_retried_one_grace_period_later(spec, sqlite_url):
+    """Protection: ``requeue_lost_retries`` in ``TrialGate.ask``. Without it the trial stays
+    FAIL with no retry and the sweep ends one configuration short (the CI restart failure)."""
+    settings = StudySettings(heartbeat_interval=1, grace_period=2, max_retry=3)
+    sweep = open_study(spec, sqlite_url, settings=settings)
+    try:
+        gate = TrialGate(sweep, 5)
+        lost = _fail_like_a_stale_check_whose_requeue_was_lost(sweep, gate)
+        _, fresh = gate.ask()  # within the grace period: a new configuration, no retry yet
+        assert fresh is not None
+        assert retry_history(fresh) == []
+        time.sleep(2.5)
+        gate = TrialGate(sweep, 5)  # a worker that has not looked yet
+        _, retry = gate.ask()
+        assert retry is not None
+        assert retry_history(retry) == [lost.number]
+        assert retry.params == {"lr": lost.params["lr"]}
+        assert requeue_lost_retries(sweep.study) == []  # once only
+    finally:
+        sweep.close()
+
+
+def test_failures_of_the_task_and_exhausted_retries_are_not_requeued(spec, sqlite_url):
+    settings = StudySettings(heartbeat_interval=1, grace_period=1, max_retry=0)
+    sweep = open_study(spec, sqlite_url, settings=settings)
+    try:
+        gate = TrialGate(sweep, 5)
+        _, task_failure = gate.ask()
+        assert task_failure is not None
+        storage = sweep.study._storage
+        storage.set_trial_system_attr(task_failure._trial_id, "fail_reason", "ValueError: x")
+        sweep.study.tell(task_failure, state=TrialState.FAIL)
+        _fail_like_a_stale_check_whose_requeue_was_lost(sweep, gate)  # max_retry = 0
+        time.sleep(1.5)
+        assert requeue_lost_retries(sweep.study) == []
+        assert [t.state for t in sweep.study.get_trials()] == [TrialState.FAIL] * 2
+    finally:
+        sweep.close()

@@ -47,8 +47,9 @@ def postgres_url(postgres_server_url: str) -> Iterator[str]:
     import sqlalchemy as sa
 
     name = f"ms_test_{uuid.uuid4().hex[:12]}"
-    # pool_pre_ping: the reliability suite restarts the server; a pooled admin connection
-    # from before the restart must not fail the next test.
+    # pool_pre_ping: the server may have restarted since this engine pooled a connection
+    # (an operator, CI starting it); a stale admin connection must not fail the next test.
+    # The reliability suite's restarts use a private cluster of their own.
     admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as connection:
         connection.execute(sa.text(f'CREATE DATABASE "{name}"'))

@@ -3,8 +3,9 @@
 Every test here starts real ``sweeps worker`` / ``sweeps run`` subprocesses with short
 heartbeat settings (``SWEEPS_HEARTBEAT_INTERVAL=1``, ``SWEEPS_GRACE_PERIOD=2``) and a task
 written into the test's folder: a linear regression that sleeps a little per epoch, so a
-trial lasts long enough to be killed in the middle. Counts are small by default; with
-``RELIABILITY_FULL=1`` the tests use the full counts of issue 7.
+trial lasts long enough to be killed in the middle (the task, the spec and the process
+helpers are :mod:`tests.processes`, shared with the end-to-end tests). Counts are small by
+default; with ``RELIABILITY_FULL=1`` the tests use the full counts of issue 7.
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -24,165 +23,31 @@ import pytest
 import sqlalchemy as sa
 from optuna.trial import FrozenTrial, TrialState
 
+from tests.processes import EPOCH_PAUSE_VARIABLE, Workspace, running_trial_of
+from tests.processes import sweeps_command as sweeps_command  # the tests import it from here
+
 FULL: bool = os.environ.get("RELIABILITY_FULL") == "1"
 """Whether to run the full counts of issue 7 (minutes) instead of the CI counts (seconds)."""
 
 HEARTBEAT_S = 1
 GRACE_S = 2
 
-TASK_MODULE = textwrap.dedent(
-    '''
-    """A trial long enough to kill: linear regression, a pause before every epoch."""
-    import os
-    import time
-
-    import torch
-
-    from sweeps.tasks import TaskSetup
-
-
-    class PausedBatches:
-        def __init__(self, batches, pause):
-            self.batches, self.pause = batches, pause
-
-        def __iter__(self):
-            time.sleep(self.pause)
-            return iter(self.batches)
-
-        def __len__(self):
-            return len(self.batches)
-
-
-    def build(*, seed, batch_size, device):
-        data = torch.Generator().manual_seed(1234)
-        inputs = torch.randn(64, 4, generator=data)
-        targets = inputs @ torch.ones(4, 1)
-        torch.manual_seed(seed)
-        batches = [
-            (inputs[i : i + batch_size], targets[i : i + batch_size])
-            for i in range(0, 64, batch_size)
-        ]
-        return TaskSetup(
-            model=torch.nn.Linear(4, 1),
-            train_loader=PausedBatches(batches, float(os.environ.get("RELIABILITY_EPOCH_S", "0"))),
-            val_loader=batches,
-            loss_fn=torch.nn.functional.mse_loss,
-            steps_per_epoch=len(batches),
-        )
-    '''
-)
-
-SPEC_TEMPLATE = """
-name = "{name}"
-task = "reliability_task:build"
-optimizers = ["pytorch", "sutskever"]
-convention = "pytorch"
-pairing = {pairing}
-seeds = [0]
-sampler = "random"
-n_trials = {n_trials}
-[search_space]
-lr = {lr}
-momentum = {momentum}
-batch_size = 16
-epochs = {epochs}
-"""
-
-
-def sweeps_command(*args: str) -> list[str]:
-    """The ``sweeps`` program run by this interpreter (no reliance on PATH)."""
-    return [sys.executable, "-c", "from sweeps.cli import main; main()", *args]
-
-
-@dataclass
-class Workspace:
-    """A test's folder with the task module, its environment and its started processes."""
-
-    folder: Path
-    env: dict[str, str]
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def spec(
-        self,
-        *,
-        name: str = "rel",
-        n_trials: int,
-        epochs: int = 3,
-        pairing: bool = False,
-        lr: str = "{ low = 0.001, high = 0.05, log = true }",
-        momentum: str = "{ low = 0.5, high = 0.9 }",
-    ) -> Path:
-        path = self.folder / f"{name}.toml"
-        path.write_text(
-            SPEC_TEMPLATE.format(
-                name=name,
-                n_trials=n_trials,
-                epochs=epochs,
-                pairing=str(pairing).lower(),
-                lr=lr,
-                momentum=momentum,
-            )
-        )
-        return path
-
-    def start(self, *args: str) -> subprocess.Popen[bytes]:
-        """Start ``sweeps ARGS`` with stderr in a log file (read by :meth:`log_of`)."""
-        log = (self.folder / f"process-{len(self.processes)}.log").open("wb")
-        process = subprocess.Popen(
-            sweeps_command(*args),
-            env=self.env,
-            cwd=self.folder,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        self.processes.append(process)
-        return process
-
-    def start_workers(self, spec: Path, url: str, count: int) -> list[subprocess.Popen[bytes]]:
-        return [self.start("worker", str(spec), "--storage", url) for _ in range(count)]
-
-    def log_of(self, process: subprocess.Popen[bytes]) -> str:
-        index = self.processes.index(process)
-        return (self.folder / f"process-{index}.log").read_text(errors="replace")
-
-    def all_logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in self.folder.glob("*.log"))
-
-    def wait(self, processes: list[subprocess.Popen[bytes]], timeout: float) -> None:
-        """Wait for ``processes`` to exit; each must exit 0 (its log is the failure message)."""
-        deadline = time.monotonic() + timeout
-        for process in processes:
-            remaining = max(0.1, deadline - time.monotonic())
-            try:
-                process.wait(timeout=remaining)
-            except subprocess.TimeoutExpired:
-                pytest.fail(
-                    f"worker {process.pid} still running after {timeout:.0f} s:\n"
-                    + self.log_of(process)[-3000:]
-                )
-            assert process.returncode == 0, self.log_of(process)[-3000:]
-
-    def stop_all(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> Iterator[Workspace]:
-    (tmp_path / "reliability_task.py").write_text(TASK_MODULE)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
-    env.pop("SWEEPS_STORAGE", None)
-    env.update(
-        SWEEPS_HEARTBEAT_INTERVAL=str(HEARTBEAT_S),
-        SWEEPS_GRACE_PERIOD=str(GRACE_S),
-        SWEEPS_MAX_RETRY="10",
-        SWEEPS_NUM_THREADS="1",
-        RELIABILITY_EPOCH_S="0.3",
+    """A :class:`Workspace` with short heartbeats, ten retries, one torch thread per
+    process, 0.3 s per epoch and no ``SWEEPS_STORAGE`` (every command names its storage)."""
+    space = Workspace.create(
+        tmp_path,
+        {
+            "SWEEPS_HEARTBEAT_INTERVAL": str(HEARTBEAT_S),
+            "SWEEPS_GRACE_PERIOD": str(GRACE_S),
+            "SWEEPS_MAX_RETRY": "10",
+            "SWEEPS_NUM_THREADS": "1",
+            EPOCH_PAUSE_VARIABLE: "0.3",
+        },
     )
-    space = Workspace(folder=tmp_path, env=env)
+    space.env.pop("SWEEPS_STORAGE", None)
     try:
         yield space
     finally:
@@ -192,14 +57,6 @@ def workspace(tmp_path: Path) -> Iterator[Workspace]:
 def load_study(url: str, name: str = "rel") -> optuna.Study:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.load_study(study_name=name, storage=url)
-
-
-def running_trial_of(study: optuna.Study, pid: int) -> FrozenTrial | None:
-    """The RUNNING trial owned by the worker process ``pid`` (``sweeps:worker`` = host:pid)."""
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if str(trial.user_attrs.get("sweeps:worker", "")).endswith(f":{pid}"):
-            return trial
-    return None
 
 
 def wait_until_mid_trial(

@@ -6,9 +6,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -16,84 +15,25 @@ import pytest
 from optuna.trial import TrialState
 
 from storage import metrics_frame, trials_frame
-
-SLEEPY_TASK = textwrap.dedent(
-    """
-    import os
-    import time
-
-    import torch
-
-    from sweeps.tasks import TaskSetup
-
-
-    class SleepyBatches:
-        '''The batches of one epoch, after a pause: a trial long enough to be killed.'''
-
-        def __init__(self, batches, delay):
-            self.batches, self.delay = batches, delay
-
-        def __iter__(self):
-            time.sleep(self.delay)
-            return iter(self.batches)
-
-        def __len__(self):
-            return len(self.batches)
-
-
-    def build(*, seed, batch_size, device):
-        data = torch.Generator().manual_seed(1234)
-        inputs = torch.randn(64, 4, generator=data)
-        targets = inputs @ torch.ones(4, 1)
-        torch.manual_seed(seed)
-        batches = [
-            (inputs[i : i + batch_size], targets[i : i + batch_size])
-            for i in range(0, 64, batch_size)
-        ]
-        return TaskSetup(
-            model=torch.nn.Linear(4, 1),
-            train_loader=SleepyBatches(batches, float(os.environ["SLEEPY_EPOCH_S"])),
-            val_loader=batches,
-            loss_fn=torch.nn.functional.mse_loss,
-            steps_per_epoch=len(batches),
-        )
-    """
-)
-
-SPEC = """
-name = "e2e"
-task = "sleepy_task:build"
-optimizers = ["pytorch", "sutskever"]
-convention = "pytorch"
-pairing = {pairing}
-seeds = [0]
-sampler = "random"
-n_trials = {n_trials}
-[search_space]
-lr = {{ low = 0.001, high = 0.05, log = true }}
-momentum = {{ low = 0.5, high = 0.9 }}
-batch_size = 16
-epochs = {epochs}
-"""
-
-
-def sweeps_command(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from sweeps.cli import main; main()", *args]
+from tests.processes import EPOCH_PAUSE_VARIABLE, Workspace, running_trial_of, sweeps_command
 
 
 @pytest.fixture
-def workspace(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    (tmp_path / "sleepy_task.py").write_text(SLEEPY_TASK)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
-    env.update(SWEEPS_HEARTBEAT_INTERVAL="1", SWEEPS_GRACE_PERIOD="3", SLEEPY_EPOCH_S="0.3")
-    return tmp_path, env
-
-
-def write_spec(folder: Path, *, n_trials: int, epochs: int, pairing: bool) -> Path:
-    path = folder / "e2e.toml"
-    path.write_text(SPEC.format(n_trials=n_trials, epochs=epochs, pairing=str(pairing).lower()))
-    return path
+def workspace(tmp_path: Path) -> Iterator[Workspace]:
+    """A :class:`~tests.processes.Workspace` with 1 s heartbeats, a 3 s grace period and
+    0.3 s per epoch; its processes are killed at the end."""
+    space = Workspace.create(
+        tmp_path,
+        {
+            "SWEEPS_HEARTBEAT_INTERVAL": "1",
+            "SWEEPS_GRACE_PERIOD": "3",
+            EPOCH_PAUSE_VARIABLE: "0.3",
+        },
+    )
+    try:
+        yield space
+    finally:
+        space.stop_all()
 
 
 def assert_every_run_has_its_epochs(url: str, epochs: int) -> None:
@@ -106,13 +46,12 @@ def assert_every_run_has_its_epochs(url: str, epochs: int) -> None:
         assert per_run[tuple(key)] == list(range(1, epochs + 1))
 
 
-def test_two_local_workers_on_sqlite_finish_exactly_n_trials(workspace):
-    folder, env = workspace
-    spec = write_spec(folder, n_trials=6, epochs=2, pairing=True)
-    url = f"sqlite:///{folder / 'sweeps.db'}"
+def test_two_local_workers_on_sqlite_finish_exactly_n_trials(workspace: Workspace):
+    spec = workspace.spec(name="e2e", n_trials=6, epochs=2, pairing=True)
+    url = f"sqlite:///{workspace.folder / 'sweeps.db'}"
     done = subprocess.run(
         sweeps_command("run", str(spec), "--storage", url, "--workers", "2", "--devices", "cpu"),
-        env=env,
+        env=workspace.env,
         capture_output=True,
         text=True,
         timeout=240,
@@ -146,9 +85,9 @@ def worker_pids(url: str) -> int:
 def wait_for_running_trial_of(study: optuna.Study, pid: int, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for trial in study.get_trials(states=(TrialState.RUNNING,)):
-            if str(trial.user_attrs.get("sweeps:worker", "")).endswith(f":{pid}"):
-                return trial.number
+        trial = running_trial_of(study, pid)
+        if trial is not None:
+            return trial.number
         time.sleep(0.1)
     raise AssertionError(f"worker {pid} never started a trial")
 
@@ -156,38 +95,23 @@ def wait_for_running_trial_of(study: optuna.Study, pid: int, timeout: float) -> 
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_sigkilled_worker_trial_is_failed_retried_and_kept_apart_on_postgres(
-    workspace, postgres_url, monkeypatch
+    workspace: Workspace, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ):
     """Protection: heartbeats + RetryHeartbeatStaleTrialCallback + the quota gate."""
     from sweeps.spec import load_spec
     from sweeps.study import open_study
 
-    folder, env = workspace
-    monkeypatch.syspath_prepend(str(folder))
-    spec_path = write_spec(folder, n_trials=6, epochs=3, pairing=False)
+    monkeypatch.syspath_prepend(str(workspace.folder))
+    spec_path = workspace.spec(name="e2e", n_trials=6, epochs=3, pairing=False)
     open_study(load_spec(spec_path), postgres_url).close()
-    workers = [
-        subprocess.Popen(
-            sweeps_command("worker", str(spec_path), "--storage", postgres_url),
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        for _ in range(3)
-    ]
+    workers = workspace.start_workers(spec_path, postgres_url, count=3)
     study = optuna.load_study(study_name="e2e", storage=postgres_url)
     victim = workers[0]
-    try:
-        killed_trial = wait_for_running_trial_of(study, victim.pid, timeout=60)
-        time.sleep(0.5)  # mid-trial: its first epoch is being trained
-        victim.send_signal(signal.SIGKILL)
-        for worker in workers[1:]:
-            _, stderr = worker.communicate(timeout=150)
-            assert worker.returncode == 0, stderr.decode()
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
+    killed_trial = wait_for_running_trial_of(study, victim.pid, timeout=60)
+    time.sleep(0.5)  # mid-trial: its first epoch is being trained
+    victim.send_signal(signal.SIGKILL)
+    for worker in workers[1:]:  # each survivor: 150 s from the end of the one before
+        workspace.wait([worker], timeout=150)
     trials = study.get_trials()
     by_state = {state: [t for t in trials if t.state is state] for state in TrialState}
     assert len(by_state[TrialState.COMPLETE]) == 6
@@ -213,19 +137,24 @@ def test_sigkilled_worker_trial_is_failed_retried_and_kept_apart_on_postgres(
     assert_every_run_has_its_epochs(postgres_url, epochs=3)
 
 
+def run_demo(folder: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """``sweeps demo --no-progress`` run in ``folder``, its output captured as text."""
+    return subprocess.run(
+        sweeps_command("demo", "--no-progress"),
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 @pytest.mark.slow
 def test_demo_from_an_empty_folder_stores_both_optimizers_with_per_epoch_metrics(tmp_path):
     env = dict(os.environ)
     env.pop("SWEEPS_STORAGE", None)
-    done = subprocess.run(
-        sweeps_command("demo", "--no-progress"),
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = run_demo(tmp_path, env, timeout=300)
     assert done.returncode == 0, done.stderr
     assert 'trials_frame("sqlite:///sweeps.db")' in done.stdout
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
@@ -235,15 +164,7 @@ def test_demo_from_an_empty_folder_stores_both_optimizers_with_per_epoch_metrics
     assert not (runs["state"] == "RUNNING").any()
     assert_every_run_has_its_epochs(url, epochs=4)
 
-    again = subprocess.run(
-        sweeps_command("demo", "--no-progress"),
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    again = run_demo(tmp_path, env, timeout=120)
     assert again.returncode == 0, again.stderr
     assert "already done" in again.stdout
     assert len(trials_frame(url)) == len(runs)

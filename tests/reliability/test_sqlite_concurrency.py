@@ -53,8 +53,8 @@ RACERS = 4
 """Processes doing read-then-write transactions at once in the ``BEGIN IMMEDIATE`` tests."""
 RACE_ROUNDS = 60 if FULL else 25
 """Read-then-write transactions per racing process."""
-GATE_TRIALS = 200 if FULL else 40
-"""The quota of the sweep whose last slots the gate test's processes race for."""
+GATE_ROUNDS = 120 if FULL else 40
+"""Races for the last free slot in the gate test: one per quota 1, 2, ..., GATE_ROUNDS."""
 
 VAL_LOSS_ROWS = (
     "SELECT COUNT(*) FROM ms_epoch_metrics JOIN ms_metric_names"
@@ -101,7 +101,7 @@ CONTENDER = textwrap.dedent(
     import pickle, sys, time
     from storage.engine import create_engine, session_factory
     from storage.records import get_or_create_sweep
-    from sweeps.study import Admission, TrialGate, open_study
+    from sweeps.study import open_study
 
     engine_name, url, spec_path, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     if engine_name == "results":
@@ -114,21 +114,6 @@ CONTENDER = textwrap.dedent(
                 return get_or_create_sweep(
                     session, f"race-{i}", study_name=f"race-{i}", spec={}, convention="pytorch"
                 ).id
-    elif engine_name == "gate":
-        with open(spec_path, "rb") as pickled:
-            sweep = open_study(pickle.load(pickled), url)
-        gate = TrialGate(sweep, rounds)
-
-        def transaction(i):
-            # A worker's loop at full speed: take a slot if the quota allows, finish at once.
-            while True:
-                admission, trial = gate.ask()
-                if trial is not None:
-                    sweep.study.tell(trial, 0.0)
-                    return trial.number
-                if admission is Admission.DONE:
-                    return -1
-                time.sleep(0.01)
     else:
         with open(spec_path, "rb") as pickled:
             study = open_study(pickle.load(pickled), url).study
@@ -155,6 +140,35 @@ Argument 1 picks the engine: ``results`` (``storage.engine.create_engine``, the
 ``get_or_create_sweep`` transaction) or ``optuna`` (Optuna's RDBStorage as
 ``sweeps.study.open_study`` configures it, ask / suggest / tell).
 """
+
+GATE_RACER = textwrap.dedent(
+    """
+    import pickle, sys
+    from sweeps.study import TrialGate, open_study
+
+    url, spec_path = sys.argv[1], sys.argv[2]
+    with open(spec_path, "rb") as pickled:
+        sweep = open_study(pickle.load(pickled), url)
+    trial = None
+    print("ready", flush=True)
+    for line in sys.stdin:
+        command, *arguments = line.split()
+        if command == "ask":
+            # A fresh gate for this round's quota, as a worker of a sweep of that size has.
+            admission, trial = TrialGate(sweep, int(arguments[0])).ask()
+            print("asked", admission.name, -1 if trial is None else trial.number, flush=True)
+        elif command == "tell":
+            if trial is not None:
+                sweep.study.tell(trial, 0.0)
+                trial = None
+            print("told", flush=True)
+    sweep.close()
+    """
+)
+"""One worker of the gate test: opens the sweep once, then answers the test's commands:
+``ask Q`` asks ``TrialGate(sweep, Q)`` for a trial and prints ``asked ADMISSION NUMBER``
+(number -1 without a trial); ``tell`` finishes the trial it holds, if any, as COMPLETE
+and prints ``told``. End of stdin ends it."""
 
 
 def _python(script: str, *args: str, workspace: Workspace) -> subprocess.Popen[str]:
@@ -198,11 +212,12 @@ def _finish(process: subprocess.Popen[str], timeout: float = 120.0) -> str:
     return output
 
 
-def _prepared_database(workspace: Workspace) -> tuple[str, Path]:
-    """A SQLite file with the results tables and the sweep's Optuna study, and the parsed
-    spec pickled (parsing imports the task, hence torch: seconds per process)."""
+def _prepared_database(workspace: Workspace, url: str | None = None) -> tuple[str, Path]:
+    """A database (default: a SQLite file in the workspace) with the results tables and the
+    sweep's Optuna study, and the parsed spec pickled (parsing imports the task, hence
+    torch: seconds per process)."""
     spec = workspace.spec(n_trials=1000)
-    url = sqlite_url(workspace.folder)
+    url = url or sqlite_url(workspace.folder)
     pickled = workspace.folder / "spec.pickle"
     _finish(_python(OPENER, str(spec), url, str(pickled), workspace=workspace))
     return url, pickled
@@ -411,26 +426,62 @@ def test_read_then_write_transactions_in_several_processes_never_fail(
 # The trial gate: n_trials is the total over all workers.
 
 
-def test_workers_racing_for_the_last_trials_finish_exactly_n_trials(workspace: Workspace):
-    """Protection: the trial gate's file lock next to the SQLite file (``fcntl.flock`` in
-    ``sweeps.study._sweep_lock``), under which a worker counts the trials and asks for
-    one. Without it, workers that count at the same moment all take the last free slot.
+def _to_all(processes: list[subprocess.Popen[str]], line: str) -> None:
+    """Send ``line`` to every process, back to back, so they start on it together."""
+    for process in processes:
+        assert process.stdin is not None
+        process.stdin.write(f"{line}\n")
+        process.stdin.flush()
 
-    RACERS processes run the gate's loop at full speed (ask, tell at once) on one sweep
-    with a quota of GATE_TRIALS: exactly GATE_TRIALS trials must be COMPLETE."""
-    url, spec = _prepared_database(workspace)
-    racers = [
-        _python(CONTENDER, "gate", url, str(spec), str(GATE_TRIALS), workspace=workspace)
-        for _ in range(RACERS)
-    ]
+
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_workers_racing_for_the_last_trials_finish_exactly_n_trials(
+    workspace: Workspace, database: str, request: pytest.FixtureRequest
+):
+    """Protection: the trial gate's sweep lock (``sweeps.study._sweep_lock``: the file lock,
+    ``fcntl.flock``, next to the SQLite file; ``pg_advisory_lock`` on PostgreSQL), under
+    which ``TrialGate.ask`` counts the finished and running trials and asks Optuna for one.
+    Without it, workers that count at the same moment all see the last slot free and all
+    take it: the sweep runs more trials than its ``n_trials``.
+
+    One race per run is too few to see that every time, so this test stages GATE_ROUNDS
+    races between RACERS real processes. Each opens the sweep once; in round q (q = 1, 2,
+    ...) the test tells all of them at once to ask ``TrialGate(sweep, q).ask()``, waits for
+    every answer (a barrier), then has the one holding a trial finish it COMPLETE and waits
+    for that too. q - 1 trials are COMPLETE when round q starts, so the gate must admit
+    exactly one process per round, the others hear WAIT; a round that admits two is an
+    overshoot, and the study then holds more than GATE_ROUNDS trials."""
+    url = request.getfixturevalue("postgres_url") if database == "postgresql" else None
+    url, spec = _prepared_database(workspace, url)
+    racers = [_python(GATE_RACER, url, str(spec), workspace=workspace) for _ in range(RACERS)]
     for racer in racers:
         _expect_line(racer, "ready")
+    admitted_per_round: list[list[int]] = []
+    try:
+        for quota in range(1, GATE_ROUNDS + 1):
+            _to_all(racers, f"ask {quota}")
+            answers = [_expect_line(racer, "asked") for racer in racers]
+            admitted_per_round.append([int(number) for _, _, number in answers if number != "-1"])
+            _to_all(racers, "tell")
+            for racer in racers:
+                _expect_line(racer, "told")
+    except BaseException:
+        for racer in racers:
+            racer.kill()
+        raise
     for racer in racers:
-        assert racer.stdin is not None
-        racer.stdin.write("go\n")
-        racer.stdin.flush()
-    for racer in racers:
-        _finish(racer)
+        _finish(racer)  # closes its stdin: the racer returns its connections and exits
+
+    rounds = dict(enumerate(admitted_per_round, start=1))
+    overshoots = {quota: numbers for quota, numbers in rounds.items() if len(numbers) > 1}
+    assert not overshoots, (
+        f"{len(overshoots)} of {GATE_ROUNDS} rounds admitted more than one trial"
+        f" (quota: trial numbers admitted): {overshoots}"
+    )
+    empty = [quota for quota, numbers in rounds.items() if not numbers]
+    assert not empty, f"no racer got a trial in the rounds of quota {empty}"
     trials = load_study(url).get_trials()
-    complete = [trial for trial in trials if trial.state.name == "COMPLETE"]
-    assert len(complete) == GATE_TRIALS, f"{len(complete)} trials COMPLETE, quota {GATE_TRIALS}"
+    assert len(trials) == GATE_ROUNDS
+    assert {trial.state.name for trial in trials} == {"COMPLETE"}

@@ -59,6 +59,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import optuna
+import sqlalchemy as sa
+from optuna.exceptions import StorageInternalError
 from optuna.trial import TrialState
 
 from sweeps.errors import SweepError
@@ -348,7 +350,7 @@ def _run_round(
             ends = [TrialEnd(trial, TrialState.FAIL, failure=reason) for trial in trials]
     succeeded = False
     failures: list[str] = []
-    for end in ends:
+    for end in map(_nan_is_a_failure, ends):
         if not _finish(study, end):
             _log.warning("Trial %d was failed as stale and retried elsewhere.", end.trial.number)
             summary.failed += 1
@@ -399,6 +401,17 @@ def _give_up(
             _log.warning("Trial %d was failed as stale and retried elsewhere.", trial.number)
 
 
+def _nan_is_a_failure(end: TrialEnd) -> TrialEnd:
+    """A COMPLETE end without a usable value becomes a FAIL that says why.
+
+    Optuna would fail such a trial itself and record no reason; a FAIL without a reason
+    would also read as a lost re-queue (:func:`sweeps.study.requeue_lost_retries`).
+    """
+    if end.state is TrialState.COMPLETE and (end.value is None or math.isnan(end.value)):
+        return TrialEnd(end.trial, TrialState.FAIL, failure=f"the objective value is {end.value}")
+    return end
+
+
 def _finish(study: optuna.Study, end: TrialEnd) -> bool:
     """Record ``end.failure`` and tell Optuna ``end``; safe to repeat after a lost connection.
 
@@ -443,13 +456,26 @@ def _finish(study: optuna.Study, end: TrialEnd) -> bool:
 
 
 def _requeue(study: optuna.Study, trial: optuna.Trial, settings: StudySettings) -> None:
-    """Queue the trial's configuration again, as a retry (attempt + 1)."""
+    """Queue the trial's configuration again, as a retry (attempt + 1).
+
+    Tried once: repeating it after a lost acknowledgement could queue the configuration
+    twice. If the database is unreachable, the trial stays FAIL without a retry and the
+    trial gate re-queues it one grace period later (:func:`sweeps.study.requeue_lost_retries`).
+    """
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-    frozen = study._storage.get_trial(trial._trial_id)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        RetryHeartbeatStaleTrialCallback(max_retry=settings.max_retry)(study, frozen)
+    try:
+        frozen = study._storage.get_trial(trial._trial_id)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            RetryHeartbeatStaleTrialCallback(max_retry=settings.max_retry)(study, frozen)
+    except (sa.exc.OperationalError, sa.exc.InterfaceError, StorageInternalError) as exc:
+        _log.warning(
+            "Trial %d could not be queued again now (%s); a worker will queue it one grace"
+            " period from now.",
+            trial.number,
+            type(exc).__name__,
+        )
 
 
 def _configure_threads() -> None:

@@ -257,3 +257,20 @@ def test_trials_failed_as_stale_during_a_round_are_retried_elsewhere_not_told(ur
     assert [t.state for t in trials] == [TrialState.FAIL] * 2 + [TrialState.COMPLETE] * 2
     assert [t.system_attrs.get("retry_history") for t in trials] == [None, None, [0], [1]]
     assert caplog.text.count("was failed as stale and retried elsewhere") == 2
+
+
+def test_a_nan_objective_value_fails_the_trial_with_the_reason_and_it_is_not_retried(url):
+    """Optuna fails a trial told NaN without saying why; the worker records the reason, so
+    the trial reads as a failure of the task (never re-queued), not as a lost re-queue."""
+
+    def nan_run(task, run, **kwargs) -> RunOutcome:
+        return RunOutcome(float("nan"), None, 2, {"val_loss": float("nan")})
+
+    spec = parse_spec(SPEC.format(limit="n_trials = 2"))
+    with pytest.raises(SweepError, match="in a row failed; the last with the objective value"):
+        run_worker(spec, url, settings=FAST, train=nan_run)
+    study = optuna.load_study(study_name="work", storage=url)
+    trials = study.get_trials()
+    assert {t.state for t in trials} == {TrialState.FAIL}
+    assert all(t.system_attrs["fail_reason"] == "the objective value is nan" for t in trials)
+    assert all("retry_history" not in t.system_attrs for t in trials)

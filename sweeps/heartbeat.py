@@ -7,7 +7,8 @@ While a worker trains a round of trials, one thread beside the training does, ev
 2. then look for stale trials of the whole study (:func:`sweeps.study.fail_stale_trials`):
    a RUNNING trial whose last heartbeat is more than ``grace_period`` old (by the database's
    clock) belongs to a dead worker; it is set FAIL, its runs are marked FAIL and its
-   configuration is re-queued as a WAITING retry (the storage's stale-trial callback).
+   configuration is re-queued as a WAITING retry (the storage's stale-trial callback), all
+   under the sweep lock, so no worker's trial gate sees the FAIL before the retry.
 
 Either step may fail (the database restarting, a connection cut): the failure is logged and
 the step is tried again at the next beat, so a short outage costs neither this worker's
@@ -31,8 +32,9 @@ Threads and connections: Optuna's ``RDBStorage`` gives each thread its own scope
 and its cache (``_CachedStorage``) guards its state with a lock, so this thread uses one
 Optuna connection of its own beside the main thread's. The stale-trial callback re-queues
 through the same storage (``study.add_trial``, which touches no per-thread study state) and
-marks the dead attempt's runs through the results engine, whose pool is thread-safe: one
-results connection at a time for this thread.
+marks the dead attempt's runs through the results engine, whose pool is thread-safe. Only
+while it fails stale trials does this thread hold two results connections (on PostgreSQL and
+MySQL the sweep lock is held on one of them), within the worker's pool of three.
 """
 
 from __future__ import annotations
@@ -46,14 +48,14 @@ from contextlib import contextmanager
 import optuna
 from optuna.storages._heartbeat import is_heartbeat_enabled
 
-from sweeps.study import fail_stale_trials
+from sweeps.study import SweepStudy, fail_stale_trials
 
 _log = logging.getLogger(__name__)
 
 
 @contextmanager
 def heartbeats(
-    study: optuna.Study, trials: Sequence[optuna.Trial], interval: float
+    sweep: SweepStudy, trials: Sequence[optuna.Trial], interval: float
 ) -> Iterator[None]:
     """Beat for ``trials`` and fail other workers' stale trials every ``interval`` s.
 
@@ -61,7 +63,7 @@ def heartbeats(
     progress, if any). A storage without heartbeats (``heartbeat_interval`` unset) gets no
     thread: nothing could ever be stale there.
     """
-    storage = study._storage
+    storage = sweep.study._storage
     if not is_heartbeat_enabled(storage):
         yield
         return
@@ -73,7 +75,7 @@ def heartbeats(
                 lambda trial=trial: storage.record_heartbeat(trial._trial_id),  # type: ignore[attr-defined]
                 f"The heartbeat of trial {trial.number} failed",
             )
-        _tolerate(lambda: fail_stale_trials(study), "Looking for dead workers' trials failed")
+        _tolerate(lambda: fail_stale_trials(sweep), "Looking for dead workers' trials failed")
 
     thread = threading.Thread(
         target=_every, args=(interval, beat, stop), name="sweeps-heartbeat", daemon=True

@@ -16,6 +16,15 @@ Fault tolerance (Optuna's own mechanism, see the RDBStorage docs):
   database restarted between the FAIL's commit and its acknowledgement) is re-queued by
   the trial gate one grace period later (:func:`requeue_lost_retries`).
 
+The sweep lock (:attr:`SweepStudy.lock`, shared by every worker of the sweep) makes "set
+FAIL, then re-queue" one step for the trial gate: a stale check that finds dead trials, and
+a worker that fails and re-queues its own interrupted trials, hold it across both writes,
+and the gate counts and asks under it. Without it, a gate asking between the FAIL and the
+re-queue sees a free slot and no WAITING retry, starts a fresh configuration in the dead
+trial's place, and the retry, queued a moment later, is left WAITING when the sweep reaches
+its total. (Worse, the retry's row then commits after a newer trial's, and Optuna's trial
+cache, which reads only rows newer than the last finished one it knows, never sees it.)
+
 The trial quota: ``n_trials`` is the sweep's total over all workers. Optuna's
 ``MaxTrialsCallback`` counts finished trials after each one, so N workers racing past the
 last slot overshoot by up to N-1. :class:`TrialGate` admits a new trial only while
@@ -141,6 +150,10 @@ def attempt_of(trial: FrozenTrial | optuna.Trial) -> int:
     return len(retry_history(trial)) + 1
 
 
+SweepLock = Callable[[], contextlib.AbstractContextManager[None]]
+"""Enter ``lock()`` to hold a sweep's lock; not re-entrant."""
+
+
 @dataclass
 class SweepStudy:
     """An opened sweep: its Optuna study, the results engine, the ``Sweep`` row's id."""
@@ -150,6 +163,8 @@ class SweepStudy:
     sweep_id: int
     url: str
     n_trials: int | None
+    lock: SweepLock
+    """The lock every worker of this sweep shares (see the module docstring)."""
 
     @property
     def name(self) -> str:
@@ -227,7 +242,14 @@ def open_study(
     except BaseException:
         engine.dispose()
         raise
-    return SweepStudy(study=study, engine=engine, sweep_id=sweep_id, url=url, n_trials=total)
+    return SweepStudy(
+        study=study,
+        engine=engine,
+        sweep_id=sweep_id,
+        url=url,
+        n_trials=total,
+        lock=_sweep_lock(engine, url, spec.name),
+    )
 
 
 def load_existing_study(name: str, url: str) -> optuna.Study:
@@ -307,11 +329,21 @@ def make_pruner(name: str) -> optuna.pruners.BasePruner:
     raise SweepUsageError(f"Unknown pruner {name!r}; expected one of {', '.join(PRUNERS)}.")
 
 
-def fail_stale_trials(study: optuna.Study) -> None:
-    """Fail the trials of dead workers and re-queue them (see the module docstring)."""
-    with warnings.catch_warnings():
+def fail_stale_trials(sweep: SweepStudy) -> None:
+    """Fail the trials of dead workers and re-queue them (see the module docstring).
+
+    The look for stale trials is one query without the lock; only when it finds some does
+    this take the sweep lock and fail and re-queue them under it, so the trial gate never
+    sees a dead trial FAIL before its retry is WAITING.
+    """
+    storage = sweep.study._storage
+    if not is_heartbeat_enabled(storage):
+        return
+    if not storage._get_stale_trial_ids(sweep.study._study_id):  # type: ignore[attr-defined]
+        return
+    with sweep.lock(), warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
+        optuna.storages.fail_stale_trials(sweep.study)
 
 
 def count_trials(study: optuna.Study) -> dict[TrialState, int]:
@@ -358,7 +390,7 @@ class TrialGate:
     def __init__(self, sweep: SweepStudy, n_trials: int | None) -> None:
         self._sweep = sweep
         self._n_trials = n_trials
-        self._lock = _sweep_lock(sweep.engine, sweep.url, sweep.name)
+        self._lock = sweep.lock
         self._next_lost_retry_check = 0.0
 
     def admission(self) -> Admission:
@@ -607,9 +639,7 @@ def _begin_immediate(engine: Engine) -> None:
     engine.dispose()
 
 
-def _sweep_lock(
-    engine: Engine, url: str, name: str
-) -> Callable[[], contextlib.AbstractContextManager[None]]:
+def _sweep_lock(engine: Engine, url: str, name: str) -> SweepLock:
     """A lock every worker of the sweep ``name`` shares, whatever machine it runs on."""
     backend = sa.make_url(url).get_backend_name()
     key = zlib.crc32(f"momentum-sweeps:{name}".encode()) & 0x7FFFFFFF

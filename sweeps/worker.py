@@ -294,7 +294,7 @@ def run_rounds(
                 # Between rounds, looking for dead workers' trials costs a query: once per
                 # heartbeat (during a round the heartbeat thread looks).
                 if time.monotonic() >= next_stale_check:
-                    retry_on_disconnect(lambda: fail_stale_trials(sweep.study), sweep.url)
+                    retry_on_disconnect(lambda: fail_stale_trials(sweep), sweep.url)
                     next_stale_check = time.monotonic() + settings.heartbeat_interval
                 admission, trials = _ask_round(gate, runner.room(sweep.study), sweep.url)
                 if not trials:
@@ -303,7 +303,7 @@ def run_rounds(
                     time.sleep(WAIT_POLL_S)
                     next_stale_check = 0.0
                     continue
-                _run_round(sweep.study, trials, runner, signals, settings, summary)
+                _run_round(sweep, trials, runner, signals, settings, summary)
     finally:
         recorder.close()
         sweep.close()
@@ -324,7 +324,7 @@ def _ask_round(gate: TrialGate, room: int, url: str) -> tuple[Admission, list[op
 
 
 def _run_round(
-    study: optuna.Study,
+    sweep: SweepStudy,
     trials: list[optuna.Trial],
     runner: RoundRunner,
     signals: _StopSignals,
@@ -332,8 +332,9 @@ def _run_round(
     summary: WorkerSummary,
 ) -> None:
     """Train one round, tell Optuna how each trial ended, apply the failure limit."""
+    study = sweep.study
     interrupted = False
-    with heartbeats(study, trials, settings.heartbeat_interval):
+    with heartbeats(sweep, trials, settings.heartbeat_interval):
         try:
             with signals.allowed():
                 ends = runner(trials)
@@ -343,7 +344,7 @@ def _run_round(
         except optuna.exceptions.UpdateFinishedTrialError:
             # Paused past the grace period: another worker failed (some of) the round's
             # trials and re-queued them. The round is given up.
-            _give_up(study, trials, settings, summary)
+            _give_up(sweep, trials, settings, summary)
             return
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
@@ -351,6 +352,13 @@ def _run_round(
     succeeded = False
     failures: list[str] = []
     for end in map(_nan_is_a_failure, ends):
+        if interrupted:  # every end is FAIL: queue each configuration again
+            summary.failed += 1
+            if not _fail_and_requeue(sweep, end.trial, settings):
+                _log.warning(
+                    "Trial %d was failed as stale and retried elsewhere.", end.trial.number
+                )
+            continue
         if not _finish(study, end):
             _log.warning("Trial %d was failed as stale and retried elsewhere.", end.trial.number)
             summary.failed += 1
@@ -363,11 +371,8 @@ def _run_round(
             succeeded = True
         else:
             summary.failed += 1
-            if interrupted:
-                _requeue(study, end.trial, settings)
-            else:
-                failures.append(end.failure or "no reason given")
-                _log.warning("Trial %d failed: %s", end.trial.number, failures[-1])
+            failures.append(end.failure or "no reason given")
+            _log.warning("Trial %d failed: %s", end.trial.number, failures[-1])
     if interrupted or signals.received is not None:
         return
     if succeeded:
@@ -382,7 +387,7 @@ def _run_round(
 
 
 def _give_up(
-    study: optuna.Study,
+    sweep: SweepStudy,
     trials: Sequence[optuna.Trial],
     settings: StudySettings,
     summary: WorkerSummary,
@@ -394,11 +399,35 @@ def _give_up(
     """
     for trial in trials:
         summary.failed += 1
-        if _finish(study, TrialEnd(trial, TrialState.FAIL)):
+        if _fail_and_requeue(sweep, trial, settings):
             _log.warning("Trial %d was given up with its round and queued again.", trial.number)
-            _requeue(study, trial, settings)
         else:
             _log.warning("Trial %d was failed as stale and retried elsewhere.", trial.number)
+
+
+def _fail_and_requeue(sweep: SweepStudy, trial: optuna.Trial, settings: StudySettings) -> bool:
+    """Tell ``trial`` FAIL and queue its configuration again, under the sweep lock.
+
+    Holding the lock across both writes keeps every trial gate from seeing the FAIL without
+    its retry (:mod:`sweeps.study`). If the lock itself cannot be had (the database is
+    down), both writes are still tried without it: a lost re-queue is made good by
+    :func:`sweeps.study.requeue_lost_retries`. Returns False when a stale check had already
+    failed (and re-queued) the trial.
+    """
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(sweep.lock())
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            _log.warning(
+                "The sweep lock could not be taken (%s); trial %d is failed and queued again"
+                " without it.",
+                type(exc).__name__,
+                trial.number,
+            )
+        if not _finish(sweep.study, TrialEnd(trial, TrialState.FAIL)):
+            return False
+        _requeue(sweep.study, trial, settings)
+        return True
 
 
 def _nan_is_a_failure(end: TrialEnd) -> TrialEnd:

@@ -11,6 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 import sqlalchemy as sa
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from storage.errors import StorageUnavailableError
@@ -194,7 +195,7 @@ def test_stale_trial_is_failed_requeued_and_its_runs_marked_failed(spec, sqlite_
                 pid=1,
             )
         time.sleep(3.2)
-        fail_stale_trials(sweep.study)
+        fail_stale_trials(sweep)
         trials = sweep.study.get_trials()
         assert trials[0].state is TrialState.FAIL
         assert trials[1].state is TrialState.WAITING
@@ -384,3 +385,67 @@ def test_failures_of_the_task_and_exhausted_retries_are_not_requeued(spec, sqlit
         assert [t.state for t in sweep.study.get_trials()] == [TrialState.FAIL] * 2
     finally:
         sweep.close()
+
+
+def _fail_as_stale(sweep, trial: optuna.Trial) -> None:  # type: ignore[no-untyped-def]
+    """What a live worker's stale check does to a dead worker's trial."""
+    time.sleep(sweep.study._storage.get_heartbeat_interval() + 1.5)  # past the grace period
+    fail_stale_trials(sweep)
+
+
+def _fail_as_interrupted(sweep, trial: optuna.Trial) -> None:  # type: ignore[no-untyped-def]
+    """What a worker stopped by SIGTERM or Ctrl-C does to its own trial."""
+    from sweeps.worker import _fail_and_requeue
+
+    assert _fail_and_requeue(sweep, trial, StudySettings(max_retry=3))
+
+
+@pytest.mark.parametrize("fail", [_fail_as_stale, _fail_as_interrupted])
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_a_gate_asking_between_a_fail_and_its_requeue_gets_the_retry_not_a_new_trial(
+    spec, tmp_path: Path, request: pytest.FixtureRequest, backend: str, fail, monkeypatch
+):
+    """Protection: failing and re-queueing a trial happen under the sweep lock
+    (``fail_stale_trials`` and ``sweeps.worker._fail_and_requeue`` hold ``SweepStudy.lock``
+    across both writes). Without it, another worker's gate asking between the two writes sees
+    a free slot and no WAITING retry and starts a fresh configuration; the retry, queued a
+    moment later, is then left WAITING when the sweep reaches its total (a CI failure of the
+    SIGKILL end-to-end test). Here the re-queue is held back by 1 s after the FAIL committed,
+    and a second worker asks in that second."""
+    url = (
+        f"sqlite:///{tmp_path / 'sweeps.db'}"
+        if backend == "sqlite"
+        else (request.getfixturevalue("postgres_url"))
+    )
+    settings = StudySettings(heartbeat_interval=1, grace_period=1, max_retry=3)
+    failing = open_study(spec, url, settings=settings, n_trials=1)
+    asking = open_study(spec, url, settings=settings, n_trials=1)
+    between = threading.Event()
+    requeue = RetryHeartbeatStaleTrialCallback.__call__
+
+    def slow_requeue(self, study, trial):  # type: ignore[no-untyped-def]
+        between.set()  # the FAIL has committed; the retry is not queued yet
+        time.sleep(1.0)
+        requeue(self, study, trial)
+
+    monkeypatch.setattr(RetryHeartbeatStaleTrialCallback, "__call__", slow_requeue)
+    try:
+        _, dead = TrialGate(failing, 1).ask()
+        assert dead is not None
+        dead.suggest_float("lr", 0.01, 0.3, log=True)
+        failer = threading.Thread(target=fail, args=(failing, dead))
+        failer.start()
+        assert between.wait(timeout=30)
+        admission, asked = TrialGate(asking, 1).ask()
+        failer.join(timeout=30)
+        assert admission is Admission.START
+        assert asked is not None
+        assert retry_history(asked) == [dead.number]
+        assert asked.params == {"lr": dead.params["lr"]}
+        states = [t.state for t in asking.study.get_trials()]
+        assert states == [TrialState.FAIL, TrialState.RUNNING]
+    finally:
+        failing.close()
+        asking.close()

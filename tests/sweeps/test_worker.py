@@ -19,7 +19,7 @@ from storage import trials_frame
 from sweeps import heartbeat
 from sweeps.errors import SweepError
 from sweeps.spec import parse_spec
-from sweeps.study import StudySettings, open_study
+from sweeps.study import StudySettings, SweepStudy, open_study
 from sweeps.training import RunOutcome, train_run
 from sweeps.worker import TrialEnd, run_rounds, run_worker
 
@@ -180,7 +180,7 @@ def test_a_stale_check_that_fails_now_only_logs_and_the_next_beat_looks_again(ur
     trial = sweep.study.ask()
     looks: list[float] = []
 
-    def flaky_look(study: optuna.Study) -> None:
+    def flaky_look(sweep: SweepStudy) -> None:
         looks.append(time.monotonic())
         if len(looks) <= 2:
             raise sa.exc.OperationalError("SELECT", {}, Exception("server closed the connection"))
@@ -190,7 +190,7 @@ def test_a_stale_check_that_fails_now_only_logs_and_the_next_beat_looks_again(ur
             patch.setattr(heartbeat, "fail_stale_trials", flaky_look)
             with (
                 caplog.at_level(logging.WARNING, logger="sweeps.heartbeat"),
-                heartbeat.heartbeats(sweep.study, [trial], interval=0.2),
+                heartbeat.heartbeats(sweep, [trial], interval=0.2),
             ):
                 time.sleep(1.5)
     finally:

@@ -144,7 +144,9 @@ def _evaluate(setup: TaskSetup) -> dict[str, float]:
         for inputs, targets in setup.val_loader:
             output = model(inputs)
             n = _batch_size(targets)
-            total_loss = total_loss + setup.loss_fn(output, targets).detach() * n
+            # float64: a sum of finite float32 losses near 3.4e38 would overflow to inf.
+            loss = setup.loss_fn(output, targets).detach().to(torch.float64)
+            total_loss = total_loss + loss * n
             if setup.has_accuracy:
                 correct = correct + (output.argmax(dim=1) == targets).sum()
             count += n
@@ -248,7 +250,8 @@ def train_run(
                 # Check 1: the first step whose minibatch loss was not finite.
                 first_bad = int((~finite).nonzero()[0, 0])
                 return RunOutcome(worst, first_step + first_bad + 1, epoch - 1, metrics)
-            epoch_metrics = {"train_loss": float(epoch_losses.mean())}
+            # float64: the mean of finite float32 losses must not overflow (no divergence).
+            epoch_metrics = {"train_loss": float(epoch_losses.to(torch.float64).mean())}
             epoch_metrics.update(_evaluate(setup))
             if not math.isfinite(epoch_metrics["val_loss"]):
                 # Check 2: the epoch's last steps left weights whose loss is not finite.

@@ -177,6 +177,30 @@ def test_weights_broken_by_the_last_step_count_as_divergence() -> None:
     assert outcome.final_metrics == epochs[0].metrics
 
 
+def test_finite_losses_near_the_float32_maximum_average_without_overflowing() -> None:
+    """Protection: ``train_loss`` and ``val_loss`` are summed in float64. Every minibatch
+    loss here is 3e38, finite in float32 (max about 3.4e38), so the run has not diverged;
+    the float32 sum of two of them is inf, which made ``train_loss`` inf and, through the
+    ``val_loss`` check, a false divergence."""
+    huge = 3e38
+
+    def huge_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (output - target).sum() * 0.0 + huge  # a gradient of 0: θ stays at 1
+
+    task = scalar_task(seed=0, batch_size=1, device="cpu")
+    task = TaskSetup(task.model, task.train_loader, task.train_loader, huge_loss, 4)
+    epochs: list[EpochResult] = []
+    outcome = train_run(
+        task, make_run(np.full(8, 0.01), 0.9, epochs=2, batch_size=1), on_epoch=epochs.append
+    )
+    assert outcome.diverged_at_step is None
+    assert outcome.epochs == 2
+    expected = float(np.float32(huge))  # the loss as float32 holds it
+    for epoch in epochs:
+        assert epoch.metrics["train_loss"] == pytest.approx(expected, rel=1e-12)
+        assert epoch.metrics["val_loss"] == pytest.approx(expected, rel=1e-12)
+
+
 # --- callbacks, objective, errors -----------------------------------------------------------
 
 

@@ -95,10 +95,8 @@ def snapshot(study: optuna.Study) -> SweepSnapshot:
             workers.add(str(trial.user_attrs[WORKER_ATTR]))
         if trial.state is not TrialState.COMPLETE:
             continue
-        for run in _own_sweep_values(trial):
-            optimizer, value = run
-            if not math.isfinite(value):
-                diverged += 1
+        diverged += _diverged_runs(trial)
+        for optimizer, value in _own_sweep_values(trial):
             current = best.get(optimizer)
             better = current is None or (
                 value > current.value if maximize else value < current.value
@@ -114,6 +112,15 @@ def snapshot(study: optuna.Study) -> SweepSnapshot:
         best=best,
         diverged=diverged,
         workers=tuple(sorted(workers)),
+    )
+
+
+def _diverged_runs(trial: optuna.trial.FrozenTrial) -> int:
+    """How many runs of this trial, of every role and seed, diverged (a non-finite value:
+    the worst value of the direction, which only a diverged run is given)."""
+    runs = trial.user_attrs.get(RUNS_ATTR) or []
+    return sum(
+        1 for run in runs if run.get("value") is not None and not math.isfinite(run["value"])
     )
 
 

@@ -289,3 +289,31 @@ def test_status_table_of_a_maximize_sweep_shows_diverged_not_minus_inf() -> None
     assert "diverged" in row
     assert "2 run(s) diverged (value -inf)." in text
     assert "-inf" not in row
+
+
+def test_status_counts_each_diverged_run_not_each_optimizer_mean_over_seeds() -> None:
+    """``sweeps status`` says "N run(s) diverged": N counts runs, every role and seed, as the
+    report's "Diverged runs" section lists them. Here one trial holds three pytorch seeds of
+    which two diverged, a converted run that diverged, and one healthy sutskever run: 3."""
+    import optuna
+
+    from sweeps.objective import RUNS_ATTR
+    from sweeps.progress import snapshot
+
+    study = optuna.create_study()
+    trial = study.ask()
+    runs = [  # role, optimizer, seed, state, value
+        ("source", "pytorch", 0, "COMPLETE", math.inf),
+        ("source", "pytorch", 1, "COMPLETE", math.inf),
+        ("source", "pytorch", 2, "COMPLETE", 0.5),
+        ("converted", "sutskever", 0, "COMPLETE", math.inf),
+        ("naive", "sutskever", 0, "COMPLETE", 0.4),
+        ("converted", "sutskever", 1, "FAIL", None),
+    ]
+    keys = ("role", "optimizer", "seed", "state", "value")
+    trial.set_user_attr(RUNS_ATTR, [dict(zip(keys, run, strict=True)) for run in runs])
+    study.tell(trial, math.inf)
+    snap = snapshot(study)
+    assert snap.diverged == 3
+    assert snap.best["pytorch"].value == math.inf  # the mean over seeds one diverged run entered
+    assert snap.best["sutskever"].value == 0.4

@@ -48,10 +48,7 @@ import torch
 from torch import Tensor
 
 from sweeps.pairing import PlannedRun
-
-#: As :data:`sweeps.training.STATE_KEEPING_MOMENTUM`: written for a momentum of exactly 0
-#: in a run that uses momentum at other steps, so the state carries across that step.
-STATE_KEEPING_MOMENTUM = 5e-324
+from sweeps.training import STATE_KEEPING_MOMENTUM  # written for a momentum of exactly 0
 
 FAMILIES = ("pytorch", "sutskever")
 

@@ -14,7 +14,10 @@ Fault tolerance (Optuna's own mechanism, see the RDBStorage docs):
   at most ``max_retry`` times), which the next ``ask`` picks up;
 - a FAIL trial whose re-queue was lost (the worker died between the two writes, or the
   database restarted between the FAIL's commit and its acknowledgement) is re-queued by
-  the trial gate one grace period later (:func:`requeue_lost_retries`).
+  the trial gate one grace period later (:func:`requeue_lost_retries`);
+- a RUNNING trial that never got a heartbeat (its worker died between Optuna's ``ask`` and
+  the first beat, or the reply to an ``ask`` was lost) is taken over by the next worker's
+  trial gate (:class:`TrialGate`): nothing ran for it, so it costs no FAIL attempt.
 
 The sweep lock (:attr:`SweepStudy.lock`, shared by every worker of the sweep) makes "set
 FAIL, then re-queue" one step for the trial gate: a stale check that finds dead trials, and
@@ -385,6 +388,13 @@ class TrialGate:
     :meth:`ask` counts the study's trials and asks Optuna for one (a re-queued WAITING
     trial first) while holding a lock shared by every worker of the sweep, so two workers
     cannot both take the last free slot.
+
+    Orphans: every worker asks for a trial and records its first heartbeat inside the lock,
+    so a RUNNING trial without a heartbeat, seen under the lock, was asked for by a worker
+    that died between the two, or by this worker in an ``ask`` whose acknowledgement was
+    lost (the database restarting) and which is now being tried again. Nothing has run for
+    it: no parameter drawn, no run recorded. :meth:`ask` takes such a trial over before it
+    starts a new one, so neither case costs a FAIL attempt or a slot of the quota.
     """
 
     def __init__(self, sweep: SweepStudy, n_trials: int | None) -> None:
@@ -408,7 +418,9 @@ class TrialGate:
     def ask(self) -> tuple[Admission, optuna.Trial | None]:
         """Start a trial if the quota allows: ``(START, trial)``, or ``(WAIT|DONE, None)``."""
         with self._lock():
-            _start_orphans_grace(self._sweep.study)
+            orphan = _adopt_orphan(self._sweep.study)
+            if orphan is not None:
+                return Admission.START, orphan
             if time.monotonic() >= self._next_lost_retry_check:
                 requeue_lost_retries(self._sweep.study)
                 self._next_lost_retry_check = time.monotonic() + _heartbeat_interval(
@@ -426,33 +438,43 @@ class TrialGate:
             return admission, trial
 
 
-def _start_orphans_grace(study: optuna.Study) -> None:
-    """Give every RUNNING trial that has no heartbeat one now, so its grace period starts.
+def _adopt_orphan(study: optuna.Study) -> optuna.Trial | None:
+    """Take over the oldest RUNNING trial that has no heartbeat (see :class:`TrialGate`).
 
-    Optuna never fails a RUNNING trial without a heartbeat. Every worker asks and records
-    the first heartbeat inside the sweep lock, which the caller holds: a heartbeat-less
-    RUNNING trial seen here belongs to a worker killed between the two, and becomes stale
-    (then FAIL and retried) one grace period from now.
+    Call it under the sweep lock. Returns the trial, now with a heartbeat, or None.
     """
     # Optuna wraps the RDBStorage in a cache; the heartbeats table is the backend's.
     storage = getattr(study._storage, "_backend", study._storage)
     if not (isinstance(storage, RDBStorage) and is_heartbeat_enabled(storage)):
-        return
+        return None
     from optuna.storages._rdb.models import TrialHeartbeatModel, TrialModel
 
     beats = sa.select(TrialHeartbeatModel.trial_id).where(
         TrialHeartbeatModel.trial_id == TrialModel.trial_id
     )
-    orphans = (
-        sa.select(TrialModel.trial_id, sa.func.current_timestamp())
+    oldest = (
+        sa.select(TrialModel.trial_id)
         .where(TrialModel.study_id == study._study_id)
         .where(TrialModel.state == TrialState.RUNNING)
         .where(~beats.exists())
+        .order_by(TrialModel.trial_id)
+        .limit(1)
     )
-    with storage.engine.begin() as connection:
-        connection.execute(
-            sa.insert(TrialHeartbeatModel).from_select(["trial_id", "heartbeat"], orphans)
-        )
+    with storage.engine.connect() as connection:
+        trial_id = connection.execute(oldest).scalar()
+    if trial_id is None:
+        return None
+    # As Optuna's own ask does for a WAITING trial it starts: sync the cache, then wrap.
+    study._thread_local.cached_all_trials = None
+    study._storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,))
+    trial = optuna.Trial(study, trial_id)
+    study._storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+    _log.warning(
+        "Trial %d was left without a heartbeat (its worker died, or the reply to its ask was"
+        " lost); this worker takes it over.",
+        trial.number,
+    )
+    return trial
 
 
 def requeue_lost_retries(study: optuna.Study) -> list[int]:

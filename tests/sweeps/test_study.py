@@ -6,6 +6,7 @@ import socket
 import sqlite3
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -449,3 +450,49 @@ def test_a_gate_asking_between_a_fail_and_its_requeue_gets_the_retry_not_a_new_t
     finally:
         failing.close()
         asking.close()
+
+
+def test_a_trial_whose_ask_reply_was_lost_is_taken_over_by_the_asks_retry(spec, sqlite_url):
+    """Protection: ``TrialGate.ask`` takes over a RUNNING trial without a heartbeat. Here the
+    first ask's trial was created but its heartbeat never written (the reply was lost, and
+    ``retry_on_disconnect`` asks again): the retry gets that same trial, with a heartbeat,
+    instead of a second one. With a quota of 1 it would otherwise wait for the orphan."""
+    settings = StudySettings(heartbeat_interval=1, grace_period=2, max_retry=3)
+    sweep = open_study(spec, sqlite_url, settings=settings, n_trials=1)
+    try:
+        lost = sweep.study.ask()  # committed; its reply, and so its heartbeat, never came
+        admission, asked = TrialGate(sweep, 1).ask()
+        assert admission is Admission.START
+        assert asked is not None
+        assert asked._trial_id == lost._trial_id
+        assert len(sweep.study.get_trials()) == 1
+        time.sleep(3.5)  # past the grace period (SQLite clock: whole seconds): the heartbeat
+        # written on takeover makes the trial stale if this worker dies now
+        assert sweep.study._storage._get_stale_trial_ids(sweep.study._study_id) == [lost._trial_id]
+        sweep.study.tell(asked, 1.0)
+        assert TrialGate(sweep, 1).ask() == (Admission.DONE, None)
+    finally:
+        sweep.close()
+
+
+def test_an_orphaned_retry_is_taken_over_with_its_configuration_and_attempt(spec, sqlite_url):
+    """A retry (WAITING, fixed parameters) started by a worker that died before its first
+    heartbeat is taken over as that retry: same parameters, same attempt number."""
+    settings = StudySettings(heartbeat_interval=1, grace_period=2, max_retry=3)
+    sweep = open_study(spec, sqlite_url, settings=settings)
+    try:
+        gate = TrialGate(sweep, 5)
+        failed = _fail_like_a_stale_check_whose_requeue_was_lost(sweep, gate)
+        frozen = sweep.study._storage.get_trial(failed._trial_id)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            RetryHeartbeatStaleTrialCallback(max_retry=3)(sweep.study, frozen)
+        orphaned = sweep.study.ask()  # pops the WAITING retry, then its worker dies
+        assert retry_history(orphaned) == [failed.number]
+        _, asked = gate.ask()
+        assert asked is not None
+        assert asked._trial_id == orphaned._trial_id
+        assert attempt_of(asked) == 2
+        assert asked.suggest_float("lr", 0.01, 0.3, log=True) == failed.params["lr"]
+    finally:
+        sweep.close()

@@ -550,6 +550,10 @@ def _heartbeat_interval(study: optuna.Study) -> float:
     return float(interval or StudySettings.heartbeat_interval)
 
 
+LOST_WORKER: Final = "worker lost (no heartbeat within the grace period)"
+"""The failure reason of the runs of a trial failed as stale."""
+
+
 class _StaleTrialHandler:
     """Optuna's heartbeat callback: retry the configuration, fail the dead attempt's runs."""
 
@@ -574,7 +578,7 @@ class _StaleTrialHandler:
             self._engine,
             study.study_name,
             trial.number,
-            "worker lost (no heartbeat within the grace period)",
+            LOST_WORKER,
         )
         if self._also is not None:
             self._also(study, trial)

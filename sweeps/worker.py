@@ -63,15 +63,18 @@ import sqlalchemy as sa
 from optuna.exceptions import StorageInternalError
 from optuna.trial import TrialState
 
+from storage.errors import StorageUnavailableError
 from sweeps.errors import SweepError
 from sweeps.heartbeat import heartbeats
 from sweeps.objective import DatabaseRecorder
 from sweeps.study import (
+    LOST_WORKER,
     Admission,
     StudySettings,
     SweepStudy,
     TrialGate,
     fail_stale_trials,
+    mark_trial_runs_failed,
     open_study,
     retry_on_disconnect,
 )
@@ -355,12 +358,10 @@ def _run_round(
         if interrupted:  # every end is FAIL: queue each configuration again
             summary.failed += 1
             if not _fail_and_requeue(sweep, end.trial, settings):
-                _log.warning(
-                    "Trial %d was failed as stale and retried elsewhere.", end.trial.number
-                )
+                _retried_elsewhere(sweep, end.trial)
             continue
         if not _finish(study, end):
-            _log.warning("Trial %d was failed as stale and retried elsewhere.", end.trial.number)
+            _retried_elsewhere(sweep, end.trial)
             summary.failed += 1
             continue
         if end.state is TrialState.COMPLETE:
@@ -402,7 +403,25 @@ def _give_up(
         if _fail_and_requeue(sweep, trial, settings):
             _log.warning("Trial %d was given up with its round and queued again.", trial.number)
         else:
-            _log.warning("Trial %d was failed as stale and retried elsewhere.", trial.number)
+            _retried_elsewhere(sweep, trial)
+
+
+def _retried_elsewhere(sweep: SweepStudy, trial: optuna.Trial) -> None:
+    """``trial`` was failed as stale by another worker (this one went without a heartbeat
+    past the grace period) and re-queued: its runs are marked FAIL once more.
+
+    The stale check marked the runs it found; a run this worker finished after that (a
+    paired run trained across the pause, which reports nothing to Optuna) would otherwise
+    stay COMPLETE under a FAIL trial, beside its retry's run of the same configuration.
+    """
+    _log.warning("Trial %d was failed as stale and retried elsewhere.", trial.number)
+    try:
+        retry_on_disconnect(
+            lambda: mark_trial_runs_failed(sweep.engine, sweep.name, trial.number, LOST_WORKER),
+            sweep.url,
+        )
+    except StorageUnavailableError as exc:  # the retry marks them when it starts
+        _log.warning("Trial %d's runs could not be marked FAIL now: %s", trial.number, exc)
 
 
 def _fail_and_requeue(sweep: SweepStudy, trial: optuna.Trial, settings: StudySettings) -> bool:

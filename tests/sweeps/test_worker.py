@@ -19,7 +19,14 @@ from storage import trials_frame
 from sweeps import heartbeat
 from sweeps.errors import SweepError
 from sweeps.spec import parse_spec
-from sweeps.study import StudySettings, SweepStudy, open_study
+from sweeps.study import (
+    StudySettings,
+    SweepStudy,
+    TrialGate,
+    mark_trial_runs_failed,
+    open_study,
+    retry_history,
+)
 from sweeps.training import RunOutcome, train_run
 from sweeps.worker import TrialEnd, run_rounds, run_worker
 
@@ -274,3 +281,64 @@ def test_a_nan_objective_value_fails_the_trial_with_the_reason_and_it_is_not_ret
     assert {t.state for t in trials} == {TrialState.FAIL}
     assert all(t.system_attrs["fail_reason"] == "the objective value is nan" for t in trials)
     assert all("retry_history" not in t.system_attrs for t in trials)
+
+
+PAIRED_SPEC = """
+name = "work"
+task = "nqm"
+optimizers = ["pytorch", "sutskever"]
+convention = "pytorch"
+pairing = true
+n_trials = 1
+[search_space]
+lr = { low = 0.01, high = 0.1, log = true }
+momentum = { low = 0.5, high = 0.9 }
+epochs = 1
+"""
+
+
+def test_runs_finished_after_their_trial_was_retried_elsewhere_are_marked_failed(
+    url: str,
+) -> None:
+    """Protection: ``sweeps.worker._retried_elsewhere`` marks a trial's runs FAIL when the
+    worker learns that the trial was failed as stale and retried elsewhere. Here, just
+    before the first paired run of the trial (as after a SIGSTOP past the grace period),
+    another worker's stale check fails the trial and re-queues it, and that other worker
+    takes the retry, marks the earlier attempt's runs FAIL (as a retry does when it starts)
+    and completes it. The paired runs report nothing to Optuna, so they train to the end and
+    finish COMPLETE; only the trial's next write tells this worker. Without the protection
+    those runs stay COMPLETE under the FAIL trial, beside the retry of their configuration."""
+    from storage import trials_frame
+
+    spec = parse_spec(PAIRED_SPEC)
+    played: list[int] = []
+
+    def train_after_another_worker_took_over(setup, run, **kwargs):  # type: ignore[no-untyped-def]
+        if run.role != "source" and not played:
+            other = open_study(spec, url, settings=FAST)
+            try:
+                [trial] = other.study.get_trials(states=(TrialState.RUNNING,))
+                storage = other.study._storage
+                storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+                callback = storage.get_heartbeat_stale_trial_callback()
+                callback(other.study, storage.get_trial(trial._trial_id))
+                _, retry = TrialGate(other, 1).ask()
+                assert retry is not None
+                assert retry_history(retry) == [trial.number]
+                mark_trial_runs_failed(other.engine, "work", trial.number, "superseded")
+                other.study.tell(retry, 1.0)
+                played.append(trial.number)
+            finally:
+                other.close()
+        return train_run(setup, run, **kwargs)
+
+    summary = run_worker(
+        spec, url, settings=FAST, train=train_after_another_worker_took_over, handle_signals=False
+    )
+
+    assert played == [0]
+    assert (summary.complete, summary.failed) == (0, 1)
+    assert states(url) == [TrialState.FAIL, TrialState.COMPLETE]
+    dead = trials_frame(url, "work").query("trial == 0")
+    assert {"naive", "converted"} <= set(dead["role"])  # the paired runs did train
+    assert set(dead["state"]) == {"FAIL"}

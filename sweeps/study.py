@@ -464,7 +464,8 @@ def _adopt_orphan(study: optuna.Study) -> optuna.Trial | None:
         trial_id = connection.execute(oldest).scalar()
     if trial_id is None:
         return None
-    # As Optuna's own ask does for a WAITING trial it starts: sync the cache, then wrap.
+    # As Optuna's own ask does for a WAITING trial it starts: sync the cache (Optuna's
+    # set_trial_param looks the trial's study up there), then wrap.
     study._thread_local.cached_all_trials = None
     study._storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,))
     trial = optuna.Trial(study, trial_id)

@@ -308,8 +308,6 @@ def test_runs_finished_after_their_trial_was_retried_elsewhere_are_marked_failed
     and completes it. The paired runs report nothing to Optuna, so they train to the end and
     finish COMPLETE; only the trial's next write tells this worker. Without the protection
     those runs stay COMPLETE under the FAIL trial, beside the retry of their configuration."""
-    from storage import trials_frame
-
     spec = parse_spec(PAIRED_SPEC)
     played: list[int] = []
 

@@ -9,6 +9,11 @@
    throughput measured from the first trial's start to the last trial's end (Optuna's
    timestamps, so process start-up is not counted). Goal: >= 3.5x, with exactly n_trials
    COMPLETE and no configuration evaluated twice.
+3. Round trips per trial (issue 13): every statement, commit, rollback and pool pre-ping one
+   worker sends to the database while it runs the overhead sweep, per trial, by thread (the
+   main thread, the heartbeat thread, the epoch writer), against the plain Optuna loop's.
+   ``--round-trips-only`` measures just this (also against an older checkout of the code:
+   put it first on ``PYTHONPATH``).
 
 Run: ``python benchmarks/bench_sweeps.py [--server postgresql+psycopg://postgres@127.0.0.1/test]``
 (it creates and drops its own scratch databases on that server).
@@ -158,6 +163,51 @@ def sweeps_trials_per_s(url: str, n_trials: int) -> float:
     return steady_rate(url, "overhead")
 
 
+class RoundTrips:
+    """Counts what this process sends to its databases, by thread, through SQLAlchemy's
+    events: each statement (``before_cursor_execute``), each COMMIT and ROLLBACK, and each
+    pool checkout (with ``pool_pre_ping`` a checkout is a ``SELECT 1``; without it, no
+    round trip, so this counts an upper bound for pools that do not ping)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def _count(self, *_: object) -> None:
+        import threading
+
+        name = threading.current_thread().name
+        thread = "main" if name == "MainThread" else name.removeprefix("sweeps-")
+        self.counts[thread] = self.counts.get(thread, 0) + 1
+
+    @contextmanager
+    def counting(self) -> Iterator[RoundTrips]:
+        hooks = [
+            (sa.engine.Engine, "before_cursor_execute"),
+            (sa.engine.Engine, "commit"),
+            (sa.engine.Engine, "rollback"),
+            (sa.pool.Pool, "checkout"),
+        ]
+        for target, event in hooks:
+            sa.event.listen(target, event, self._count)
+        try:
+            yield self
+        finally:
+            for target, event in hooks:
+                sa.event.remove(target, event, self._count)
+
+
+def round_trips_per_trial(url: str, n_trials: int, *, plain: bool) -> dict[str, float]:
+    """Database round trips per trial of the overhead sweep, by thread ("total" too)."""
+    with RoundTrips().counting() as trips:
+        if plain:
+            plain_optuna_trials_per_s(url, n_trials)
+        else:
+            sweeps_trials_per_s(url, n_trials)
+    per_trial = {thread: count / n_trials for thread, count in sorted(trips.counts.items())}
+    per_trial["total"] = sum(trips.counts.values()) / n_trials
+    return per_trial
+
+
 def steady_rate(url: str, study_name: str) -> float:
     """Trials/s from the first trial's start to the last one's end (start-up not counted)."""
     trials = optuna.load_study(study_name=study_name, storage=url).get_trials()
@@ -217,6 +267,7 @@ def main() -> None:
     parser.add_argument("--overhead-trials", type=int, default=40)
     parser.add_argument("--scaling-trials-per-worker", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--round-trips-only", action="store_true")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     torch.set_num_threads(1)
@@ -224,6 +275,17 @@ def main() -> None:
         f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__},"
         f" optuna {optuna.__version__}, python {platform.python_version()}"
     )
+
+    for plain in (True, False):
+        with scratch_database(args.server) as url:
+            trips = round_trips_per_trial(url, args.overhead_trials, plain=plain)
+        shown = ", ".join(f"{thread} {n:.1f}" for thread, n in trips.items())
+        print(
+            f"round trips per trial ({'plain Optuna' if plain else 'sweeps'},"
+            f" nqm, 20 epochs, {args.overhead_trials} trials): {shown}"
+        )
+    if args.round_trips_only:
+        return
 
     # Alternate the two, several rounds, and compare medians: the machine is shared and its
     # load drifts by tens of percent within a minute.

@@ -102,10 +102,11 @@ class TrialEnd:
 
 
 def _system_attrs(trial: FrozenTrial | optuna.Trial) -> dict[str, Any]:
+    """A trial's system attributes; for a live trial, as they were when it started (the
+    retry attributes are written when a retry is queued, never later): no query."""
     if isinstance(trial, FrozenTrial):
         return dict(trial.system_attrs)
-    storage = adapter.storage_of(trial.study)
-    return dict(storage.get_trial_system_attrs(adapter.trial_id(trial)))
+    return adapter.system_attrs_at_start(trial)
 
 
 def retry_history(trial: FrozenTrial | optuna.Trial) -> list[int]:

@@ -22,6 +22,9 @@ instead of a sweep.
 - :func:`resume_running_trial`: ``Study._thread_local.cached_all_trials`` and the cache's
   ``get_all_trials`` sync, as ``Study._pop_waiting_trial_id`` / ``Study.ask`` do for a
   trial they start (``study/study.py``), then ``optuna.Trial(study, trial_id)``.
+- :func:`system_attrs_at_start`: ``Trial._cached_frozen_trial``, the frozen trial a live
+  ``Trial`` reads when it is made (``trial/_trial.py``; Optuna reads its ``fixed_params``
+  there): a trial's retry history without a query.
 - :func:`allow_study_stop` / :func:`study_stop_requested`: ``Study._thread_local.
   in_optimize_loop`` and ``Study._stop_flag``: ``Study.stop()`` (what a grid sampler calls
   when every point is taken) is allowed only inside Optuna's optimize loop.
@@ -115,6 +118,11 @@ def resume_running_trial(study: optuna.Study, running_trial_id: int) -> optuna.T
         study._study_id, deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)
     )
     return optuna.Trial(study, running_trial_id)
+
+
+def system_attrs_at_start(trial: optuna.Trial) -> dict[str, Any]:
+    """The system attributes ``trial`` had when this process made it (no query)."""
+    return dict(trial._cached_frozen_trial.system_attrs)
 
 
 def allow_study_stop(study: optuna.Study) -> None:

@@ -10,7 +10,10 @@ left RUNNING or WAITING, and every worker stopped within the bound after its sig
 
 The workers here are long-lived driver processes that run ``sweeps.worker.run_worker`` again
 after each stop, as a restarted ``sweeps worker`` would: a fresh process per signal would
-spend the suite's time importing torch. The CLI's own exit statuses (130/143) are checked
+spend the suite's time importing torch. A driver imports torch before it says it started:
+a signal during an import takes effect when the import is done (nothing can cut an import
+short without the asynchronous exception this design removes), which on this loaded machine
+took up to 12 s, a start-up cost rather than a stop's. The CLI's own exit statuses (130/143) are checked
 by ``test_graceful_stop.py`` and ``tests/sweeps/test_stop.py``; a second signal here ends the
 driver process itself, whose exit status is checked.
 """
@@ -58,6 +61,7 @@ N_TRIALS = 60
 DRIVER = textwrap.dedent(
     """
     import json, sys, time
+    import sweeps.objective, sweeps.tasks, sweeps.training  # torch: imported before "start"
     from sweeps.spec import load_spec
     from sweeps.stop import STOP
     from sweeps.worker import run_worker

@@ -171,3 +171,17 @@ def test_an_added_waiting_trial_is_the_next_ask_with_its_parameters(study):
     assert adapter.storage_of(study).get_trial_system_attrs(adapter.trial_id(trial)) == {
         "retry_history": [7]
     }
+
+
+def test_a_live_trial_knows_its_system_attributes_from_when_it_started(study):
+    distribution = optuna.distributions.FloatDistribution(0.0, 1.0)
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.WAITING,
+            params={"x": 0.5},
+            distributions={"x": distribution},
+            system_attrs={"retry_history": [3, 4]},
+        )
+    )
+    trial = study.ask()
+    assert adapter.system_attrs_at_start(trial)["retry_history"] == [3, 4]

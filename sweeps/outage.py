@@ -34,7 +34,7 @@ from typing import Any, Final
 import optuna
 import sqlalchemy as sa
 
-from storage.engine import unavailable_error
+from storage.engine import hide_password, unavailable_error
 from storage.errors import StorageUnavailableError
 from sweeps.errors import SweepUsageError
 from sweeps.stop import STOP
@@ -142,6 +142,8 @@ def retry_on_disconnect(
             clock.failed(exc)
             remaining = clock.deadline() - time.monotonic()
             if remaining <= 0:
+                if clock is CLOCK:
+                    raise outage_error(url) from None
                 if isinstance(exc, StorageUnavailableError):
                     raise
                 raise unavailable_error(url, exc.__cause__ or exc) from None
@@ -150,6 +152,29 @@ def retry_on_disconnect(
             continue
         clock.reached()
         return result
+
+
+def outage_error(url: str) -> StorageUnavailableError:
+    """The one sentence a worker exits 1 with once its outage deadline has passed (or once
+    a stopping worker has given its last writes :data:`STOP_WRITES_S`)."""
+    error = CLOCK.last_error
+    reason = describe_failure(error).removeprefix("the database is unreachable (")[:-1]
+    if error is None:
+        reason = "no answer"
+    password = sa.make_url(url).password
+    if password:
+        reason = reason.replace(str(password), "***")
+    where = hide_password(url)
+    if STOP.is_set() and STOP.reason != OUTAGE:
+        return StorageUnavailableError(
+            f"The results database at {where} could not be reached while this worker"
+            f" stopped ({reason}); its trials are retried once the database is back."
+        )
+    return StorageUnavailableError(
+        f"The results database at {where} has been unreachable for longer than the outage"
+        f" deadline ({CLOCK.timeout:g} s, {OUTAGE_ENV_VAR}), so this worker stops ({reason});"
+        " its trials are retried once the database is back."
+    )
 
 
 def describe_failure(exc: BaseException) -> str:

@@ -61,7 +61,6 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import optuna
 from optuna.trial import TrialState
 
-from storage.engine import hide_password
 from storage.errors import StorageUnavailableError
 from sweeps import lifecycle
 from sweeps import optuna_adapter as adapter
@@ -69,7 +68,7 @@ from sweeps.errors import SweepError
 from sweeps.heartbeat import heartbeats
 from sweeps.lifecycle import TrialEnd
 from sweeps.objective import DatabaseRecorder
-from sweeps.outage import CLOCK, OUTAGE, OUTAGE_ENV_VAR, STOP_WRITES_S, retry_on_disconnect
+from sweeps.outage import CLOCK, OUTAGE, STOP_WRITES_S, outage_error, retry_on_disconnect
 from sweeps.stale import fail_stale_trials
 from sweeps.stop import INTERRUPTED_EXIT, STOP, StopRequested
 from sweeps.sweep_study import StudySettings, SweepStudy, open_study
@@ -305,12 +304,12 @@ def run_rounds(
                   summary)  # fmt: skip
         except StopRequested as stop:  # stopped while waiting for the sweep lock to ask
             if stop.reason == OUTAGE:
-                raise _outage_error(sweep.url) from None
+                raise outage_error(sweep.url) from None
         finally:
             recorder.close(timeout=STOP_WRITES_S if STOP.is_set() else CLOCK.timeout)
             sweep.close()
         if STOP.is_set() and STOP.reason == OUTAGE:
-            raise _outage_error(sweep.url)
+            raise outage_error(sweep.url)
         summary.stopped_by = STOP.signum if STOP.is_set() else None
     return summary
 
@@ -344,15 +343,6 @@ def _loop(
             next_stale_check = 0.0
             continue
         _run_round(sweep, trials, runner, settings, summary)
-
-
-def _outage_error(url: str) -> StorageUnavailableError:
-    seconds = f"{CLOCK.timeout:g}"
-    return StorageUnavailableError(
-        f"The results database at {hide_password(url)} has been unreachable for {seconds} s"
-        f" (the outage deadline, {OUTAGE_ENV_VAR}), so this worker stops; its trials are"
-        " retried once the database is back."
-    )
 
 
 def _ask_round(gate: TrialGate, room: int, url: str) -> tuple[Admission, list[optuna.Trial]]:
@@ -390,7 +380,7 @@ def _run_round(
             ends = runner(trials)
         except StopRequested as stop:
             if stop.reason == OUTAGE:
-                raise _outage_error(sweep.url) from None
+                raise outage_error(sweep.url) from None
             ends = None
         except optuna.exceptions.UpdateFinishedTrialError:
             # Paused past the grace period: another worker failed (some of) the round's

@@ -49,6 +49,13 @@ def sweeps(workspace: Workspace, *args: str) -> subprocess.CompletedProcess[str]
     )
 
 
+@pytest.fixture(autouse=True)
+def task_importable(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The specs' task module lives in the workspace (the worker processes get it on their
+    PYTHONPATH; the in-process first worker here needs it on ``sys.path``)."""
+    monkeypatch.syspath_prepend(str(workspace.folder))
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def url(request: pytest.FixtureRequest, workspace: Workspace) -> str:
     if request.param == "sqlite":

@@ -58,7 +58,7 @@ def test_a_worker_exits_1_in_one_sentence_when_the_database_stays_down_past_the_
     assert "Traceback" not in log
     last = log.strip().splitlines()[-1]
     assert last.startswith("Error: The results database at postgresql+psycopg://postgres@127.0.0.1")
-    assert f"has been unreachable for {DEADLINE_S} s" in last
+    assert f"has been unreachable for longer than the outage deadline ({DEADLINE_S} s" in last
     assert last.endswith(".")
     assert ". " not in last  # one sentence
     assert "invalid data" not in log

@@ -13,9 +13,9 @@ after each stop, as a restarted ``sweeps worker`` would: a fresh process per sig
 spend the suite's time importing torch. A driver imports torch before it says it started:
 a signal during an import takes effect when the import is done (nothing can cut an import
 short without the asynchronous exception this design removes), which on this loaded machine
-took up to 12 s, a start-up cost rather than a stop's. The CLI's own exit statuses (130/143) are checked
-by ``test_graceful_stop.py`` and ``tests/sweeps/test_stop.py``; a second signal here ends the
-driver process itself, whose exit status is checked.
+took up to 12 s, a start-up cost rather than a stop's. The CLI's own exit statuses (130/143)
+are checked by ``test_graceful_stop.py`` and ``tests/sweeps/test_stop.py``; a second signal
+here ends the driver process itself, whose exit status is checked.
 """
 
 from __future__ import annotations

@@ -54,8 +54,9 @@ class SutskeverSGD(Optimizer):
     included. Weight decay is coupled and inside the learning rate (Caffe, AlexNet: Keras 2's
     ``L2(l)`` regularizer is ``weight_decay=2*l``). The velocity starts at zero, so with
     dampening the first gradient is damped like every other one (there is no PyTorch-style
-    first-step rule). With momentum 0 the step is plain SGD and the velocity is neither used
-    nor updated, as in :class:`torch.optim.SGD`.
+    first-step rule). The rule holds at momentum 0 too: the velocity restarts from the gradient,
+    :math:`v_t = -\eta_t (1-\tau)\hat g_t` (:class:`torch.optim.SGD` instead leaves its buffer
+    untouched at momentum 0 and resumes it at the next non-zero momentum).
 
     .. note::
         :class:`torch.optim.SGD` keeps the learning rate *outside* its buffer

@@ -59,7 +59,8 @@ def test_fused_on_meta_parameters_is_built_and_checked_at_the_first_step() -> No
         model.to_empty(device="cpu")
     finally:
         torch.__future__.set_swap_module_params_on_conversion(swap)
-    assert all(p is q for p, q in zip(model.parameters(), optimizer.param_groups[0]["params"]))
+    params = list(model.parameters())
+    assert all(p is q for p, q in zip(params, optimizer.param_groups[0]["params"], strict=True))
     torch.manual_seed(0)
     model.reset_parameters()
     reference_model = copy.deepcopy(model)
@@ -78,7 +79,7 @@ def test_fused_on_meta_parameters_still_on_meta_is_refused_at_the_step() -> None
         weight = torch.nn.Parameter(torch.zeros(3))
     optimizer = SutskeverSGD([weight], lr=0.1, momentum=0.9, fused=True)
     weight.grad = torch.zeros_like(weight)
-    with pytest.raises(ValueError, match="fused=True but a torch.float32 parameter on meta"):
+    with pytest.raises(ValueError, match=r"fused=True but a torch\.float32 parameter on meta"):
         optimizer.step()
 
 

@@ -161,7 +161,7 @@ def worker_command(
 
 
 @click.command("status")
-@click.argument("name")
+@click.argument("name", required=False)
 @click.option("--storage", "storage", metavar="URL", help=STORAGE_HELP)
 @click.option(
     "--format",
@@ -171,9 +171,14 @@ def worker_command(
     show_default=True,
     help="A table for people, JSON for scripts.",
 )
-def status_command(name: str, storage: str | None, output_format: str) -> None:
+def status_command(name: str | None, storage: str | None, output_format: str) -> None:
     """Show how far the sweep NAME is: trials by state, the best value per optimizer."""
     from sweeps.status import status_json, status_table, sweep_status
+
+    if name is None:
+        from sweeps.cli.results import name_required
+
+        raise name_required("status", _storage_url(storage, None))
 
     snap = sweep_status(name, _storage_url(storage, None))
     if output_format == "json":

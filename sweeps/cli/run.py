@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from sweeps.errors import SweepUsageError
+
+if TYPE_CHECKING:
+    from sweeps.spec import SweepSpec
 
 STORAGE_HELP = "Database URL (default: $SWEEPS_STORAGE, the spec's storage, sqlite:///sweeps.db)."
 SPEC_PATH = click.Path(dir_okay=False, path_type=Path)
@@ -47,6 +51,14 @@ def _storage_url(option: str | None, spec_storage: str | None) -> str:
     from storage.engine import DEFAULT_URL, STORAGE_ENV_VAR
 
     return option or os.environ.get(STORAGE_ENV_VAR) or spec_storage or DEFAULT_URL
+
+
+def _check_task(spec: SweepSpec) -> None:
+    """A user task's contract, checked by building it once before any sweep is stored."""
+    from sweeps.tasks import check_task
+
+    smallest_batch = int(spec.search_space.batch_size.bounds()[0])  # type: ignore[arg-type]
+    check_task(spec.task, seed=spec.seeds[0], batch_size=smallest_batch)
 
 
 def _stderr_console():  # type: ignore[no-untyped-def]
@@ -98,6 +110,7 @@ def run_command(
     _at_least_one("--n-trials", n_trials)
     spec = load_spec(spec_path, n_trials=n_trials, name=name, population=_population(population))
     url = _storage_url(storage, spec.storage)
+    _check_task(spec)
     result = launch(
         spec,
         spec_path.resolve(),
@@ -156,6 +169,7 @@ def worker_command(
         spec = load_spec(
             spec_path, n_trials=n_trials, name=name, population=_population(population)
         )
+        _check_task(spec)
         summary = run_worker(
             spec, storage, n_trials=n_trials, device=device, population=spec.population
         )
@@ -169,7 +183,7 @@ def worker_command(
 
 
 @click.command("status")
-@click.argument("name")
+@click.argument("name", required=False)
 @click.option("--storage", "storage", metavar="URL", help=STORAGE_HELP)
 @click.option(
     "--format",
@@ -179,9 +193,14 @@ def worker_command(
     show_default=True,
     help="A table for people, JSON for scripts.",
 )
-def status_command(name: str, storage: str | None, output_format: str) -> None:
+def status_command(name: str | None, storage: str | None, output_format: str) -> None:
     """Show how far the sweep NAME is: trials by state, the best value per optimizer."""
     from sweeps.status import status_json, status_table, sweep_status
+
+    if name is None:
+        from sweeps.cli.results import name_required
+
+        raise name_required("status", _storage_url(storage, None))
 
     snap = sweep_status(name, _storage_url(storage, None))
     if output_format == "json":

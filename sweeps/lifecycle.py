@@ -385,8 +385,8 @@ def requeue_lost(study: optuna.Study, *, max_retry: int, grace_period: float) ->
     }
     requeued = []
     for tid, number in failed:
-        if number in retried or reasons.get(tid, INTERRUPTED) != INTERRUPTED:
-            continue
+        if number in retried or reasons.get(tid) not in (None, INTERRUPTED):
+            continue  # already retried, or a failure of the task itself
         frozen = storage.get_trial(tid)
         if FAIL_REASON_ATTR not in frozen.system_attrs and failed_attempts(frozen) > max_retry:
             continue

@@ -3,7 +3,8 @@
 While a worker trains a round of trials, one thread beside the training does, every
 ``interval`` seconds (at a fixed rate, the first beat at once):
 
-1. record a heartbeat for every trial of the round (Optuna's ``record_heartbeat``);
+1. record a heartbeat for every trial of the round (Optuna's ``record_heartbeat``; for a
+   round of one trial not at the first beat, right after the trial gate recorded one);
 2. then look for stale trials of the whole study (:func:`sweeps.stale.fail_stale_trials`):
    a RUNNING trial whose last heartbeat is more than ``grace_period`` old (by the database's
    clock) belongs to a dead worker; it is set FAIL, its runs are marked FAIL and its
@@ -84,13 +85,19 @@ def heartbeats(
         yield
         return
     stop = threading.Event()
+    # A round of one trial starts right after the trial gate recorded the trial's first
+    # heartbeat: its first beat only looks for stale trials (a few round trips fewer per
+    # trial). A population's first trials were asked a while before the round starts.
+    started = [len(trials) == 1]
 
     def beat() -> None:
-        for trial in trials:
-            _tolerate(
-                lambda trial=trial: adapter.record_heartbeat(sweep.study, trial),
-                f"The heartbeat of trial {trial.number} failed",
-            )
+        if not started.pop():
+            for trial in trials:
+                _tolerate(
+                    lambda trial=trial: adapter.record_heartbeat(sweep.study, trial),
+                    f"The heartbeat of trial {trial.number} failed",
+                )
+        started.append(False)
         _tolerate(lambda: fail_stale_trials(sweep), "Looking for dead workers' trials failed")
         if CLOCK.expired():
             STOP.request(reason=OUTAGE)

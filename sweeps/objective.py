@@ -29,6 +29,7 @@ import os
 import queue
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -48,6 +49,10 @@ if TYPE_CHECKING:
 
 RUNS_ATTR: Final = "sweeps:runs"
 WORKER_ATTR: Final = "sweeps:worker"
+EPOCH_BATCH_S: Final = 0.5
+"""How long the epoch writer gathers epochs into one transaction (a run's end flushes)."""
+_FLUSH: Final = object()
+"""Queued by :meth:`DatabaseRecorder.flush`: write the open batch now."""
 
 
 class RunRecorder(Protocol):
@@ -93,10 +98,11 @@ class DatabaseRecorder:
     Each write is retried while the database is unreachable (a server restart costs a
     pause, not the trial); every write is idempotent or guarded by the run's id.
 
-    Epoch metrics are written by a background thread (one bulk INSERT per epoch, in order),
-    so training does not wait for the database's commit; :meth:`finish` first waits until
-    the run's epochs are written, so a finished run always has all of them. A worker killed
-    with SIGKILL loses at most the epoch being written, which its retry trains again.
+    Epoch metrics are written by a background thread (the epochs of up to
+    :data:`EPOCH_BATCH_S` in one transaction, in order), so training does not wait for the
+    database's commit; :meth:`finish` first writes and waits for the run's epochs, so a
+    finished run always has all of them. A worker killed with SIGKILL loses at most the
+    batch being gathered, which its retry trains again.
     """
 
     engine: Engine
@@ -111,7 +117,7 @@ class DatabaseRecorder:
         from storage.engine import session_factory
 
         self._sessions = session_factory(self.engine)
-        self._epochs: queue.Queue[tuple[int, EpochResult] | None] = queue.Queue()
+        self._epochs: queue.Queue[tuple[int, EpochResult] | object | None] = queue.Queue()
         self._writer_error: BaseException | None = None
         self._writer = threading.Thread(
             target=self._write_epochs, name="sweeps-epoch-writer", daemon=True
@@ -119,21 +125,26 @@ class DatabaseRecorder:
         self._writer.start()
 
     def _write_epochs(self) -> None:
-        """The writer thread: each transaction writes every epoch queued so far.
+        """The writer thread: one transaction for the epochs of up to :data:`EPOCH_BATCH_S`.
 
-        When training outpaces the database, epochs queue up and share one commit (group
-        commit); otherwise each epoch is its own bulk INSERT, committed as soon as it ends.
+        The first epoch queued opens a batch; the epochs queued in the next
+        :data:`EPOCH_BATCH_S` seconds join it, and the batch is written in one transaction
+        (one INSERT per epoch, one commit, one pooled connection). A run's finish (or a
+        flush) writes the open batch at once. So a run of short epochs costs a few commits
+        instead of one per epoch, and a worker killed with SIGKILL loses at most the batch
+        being gathered, which its retry trains again.
         """
         from storage import records
 
         while True:
             batch = [self._epochs.get()]
-            while True:
+            closes_at = time.monotonic() + EPOCH_BATCH_S
+            while batch[-1] is not None and batch[-1] is not _FLUSH:
                 try:
-                    batch.append(self._epochs.get_nowait())
+                    batch.append(self._epochs.get(timeout=max(0.0, closes_at - time.monotonic())))
                 except queue.Empty:
                     break
-            epochs = [item for item in batch if item is not None]
+            epochs = [item for item in batch if isinstance(item, tuple)]
             try:
                 if epochs and self._writer_error is None:
 
@@ -150,11 +161,12 @@ class DatabaseRecorder:
             finally:
                 for _ in batch:
                     self._epochs.task_done()
-            if len(epochs) < len(batch):
+            if batch[-1] is None:
                 return
 
     def flush(self) -> None:
-        """Wait until every queued epoch is written; raise the writer's error, if any."""
+        """Write the epochs queued so far now and wait for them; raise the writer's error."""
+        self._epochs.put(_FLUSH)
         self._epochs.join()
         if self._writer_error is not None:
             error, self._writer_error = self._writer_error, None

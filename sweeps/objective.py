@@ -9,7 +9,8 @@ For a trial the objective
 3. trains each run, writing a ``TrialRun`` row when it starts, one bulk write of its
    metrics per epoch, and its outcome when it ends;
 4. reports the first ``source`` run's objective to Optuna every epoch, so the pruner can
-   stop a bad configuration early (the trial's remaining runs are then skipped);
+   stop a bad configuration early (the trial's remaining runs are then skipped); without a
+   pruner, all of the run's values in one transaction when it ends;
 5. returns the mean over seeds of the ``source`` runs' objectives: the value Optuna sees.
 
 The ``attempt`` of every run is 1 + the number of earlier attempts at the same
@@ -354,6 +355,9 @@ class SweepObjective:
     ) -> RunOutcome:
         last_value: list[float] = []
         objective = self.spec.objective
+        # Without a pruner nothing reads a trial's intermediate values while it runs: they
+        # are reported in one transaction when the run ends instead of one per epoch.
+        unreported: list[tuple[optuna.Trial, int, float]] = []
 
         def on_epoch(result: EpochResult) -> None:
             self.recorder.epoch(run_id, result)
@@ -361,8 +365,11 @@ class SweepObjective:
             if value is not None:
                 last_value[:] = [float(value)]
             if reports and value is not None and math.isfinite(value):
+                if not self._prunes:
+                    unreported.append((trial, result.epoch, float(value)))
+                    return
                 self._store(lambda: trial.report(float(value), step=result.epoch))
-                if self._prunes and self._store(trial.should_prune):
+                if self._store(trial.should_prune):
                     raise optuna.TrialPruned(
                         f"pruned at epoch {result.epoch} with {objective} = {value:.4g}"
                     )
@@ -386,6 +393,10 @@ class SweepObjective:
             reason = _failure_reason(exc)
             self.recorder.finish(run_id, state="FAIL", failure_reason=reason)
             raise
+        if unreported:
+            from sweeps.population.reporting import report_all
+
+            report_all(unreported)
         diverged = outcome.diverged_at_step
         self.recorder.finish(
             run_id,

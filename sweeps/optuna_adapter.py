@@ -29,11 +29,12 @@ instead of a sweep.
   in_optimize_loop`` and ``Study._stop_flag``: ``Study.stop()`` (what a grid sampler calls
   when every point is taken) is allowed only inside Optuna's optimize loop.
 - :func:`unvisited_grid_points`: ``GridSampler._get_unvisited_grid_ids``.
-- :func:`report_in_one_transaction` / :func:`remember_reports`: the per-trial write of
-  ``RDBStorage.set_trial_intermediate_value`` (``_set_trial_intermediate_value_without_commit``
-  inside ``_create_scoped_session``, ``storages/_rdb/storage.py``) for many trials in one
-  transaction, and the ``Trial._cached_frozen_trial`` that ``Trial.report`` updates so
-  ``should_prune`` sees the value (``trial/_trial.py``).
+- :func:`report_in_one_transaction` / :func:`remember_reports`: what
+  ``RDBStorage.set_trial_intermediate_value`` stores (``TrialIntermediateValueModel`` of
+  ``storages/_rdb/models.py``, written inside ``_create_scoped_session``,
+  ``storages/_rdb/storage.py``) for many values in three statements, and the
+  ``Trial._cached_frozen_trial`` that ``Trial.report`` updates so ``should_prune`` sees
+  the value (``trial/_trial.py``).
 """
 
 from __future__ import annotations
@@ -143,14 +144,46 @@ def unvisited_grid_points(sampler: optuna.samplers.GridSampler, study: optuna.St
 def report_in_one_transaction(
     backend: RDBStorage, reports: Sequence[tuple[optuna.Trial, int, float]]
 ) -> None:
-    """Write every ``(trial, step, value)`` as ``trial.report`` would, in one transaction."""
+    """Store every ``(trial, step, value)`` as ``trial.report`` would, in one transaction of
+    three statements whatever the number of reports (Optuna's own per-value write, in
+    ``RDBStorage._set_trial_intermediate_value_without_commit``, costs three each): the
+    trials' states (a finished trial raises ``UpdateFinishedTrialError``, as
+    ``check_trial_is_updatable`` does), a DELETE of the (trial, step) pairs already stored
+    and one INSERT of them all, with Optuna's stored representation of NaN and infinities
+    (``TrialIntermediateValueModel.intermediate_value_to_stored_repr``). Safe to repeat."""
     from optuna.storages._rdb.storage import _create_scoped_session
 
+    trials, _, _ = trial_tables()
+    values = _intermediate_values_table()
+    latest = {(trial_id(trial), int(step)): float(value) for trial, step, value in reports}
+    ids = sorted({pair[0] for pair in latest})
     with _create_scoped_session(backend.scoped_session, True) as session:
-        for trial, step, value in reports:
-            backend._set_trial_intermediate_value_without_commit(
-                session, trial._trial_id, step, float(value)
+        states = session.execute(
+            sa.select(trials.trial_id, trials.state).where(trials.trial_id.in_(ids))
+        ).all()
+        for found_id, state in states:
+            backend.check_trial_is_updatable(found_id, state)
+        session.execute(
+            sa.delete(values).where(sa.tuple_(values.trial_id, values.step).in_(list(latest)))
+        )
+        rows = []
+        for (found_id, step), value in latest.items():
+            stored, kind = values.intermediate_value_to_stored_repr(value)
+            rows.append(
+                {
+                    "trial_id": found_id,
+                    "step": step,
+                    "intermediate_value": stored,
+                    "intermediate_value_type": kind,
+                }
             )
+        session.execute(sa.insert(values), rows)
+
+
+def _intermediate_values_table() -> Any:
+    from optuna.storages._rdb.models import TrialIntermediateValueModel
+
+    return TrialIntermediateValueModel
 
 
 def remember_reports(reports: Sequence[tuple[optuna.Trial, int, float]]) -> None:

@@ -136,6 +136,24 @@ def test_many_reports_in_one_transaction_are_what_trial_report_stores(study, sto
     trials[0].should_prune()  # reads the remembered values without error
 
 
+def test_reports_in_one_transaction_keep_nan_and_infinities_and_may_be_repeated(study, storage):
+    trial = study.ask()
+    reports = [(trial, 1, float("nan")), (trial, 2, float("inf")), (trial, 3, -float("inf"))]
+    adapter.report_in_one_transaction(storage, reports)
+    adapter.report_in_one_transaction(storage, [*reports[1:], (trial, 1, 0.5)])  # a repeat
+    stored = storage.get_trial(adapter.trial_id(trial)).intermediate_values
+    assert stored == {1: 0.5, 2: float("inf"), 3: -float("inf")}
+
+
+def test_reports_to_a_finished_trial_are_refused_as_optuna_refuses_them(study, storage):
+    trial = study.ask()
+    study.tell(trial, 1.0)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        adapter.report_in_one_transaction(storage, [(trial, 1, 0.5)])
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        storage.set_trial_intermediate_value(adapter.trial_id(trial), 1, 0.5)
+
+
 def test_public_fail_stale_trials_fails_them_and_calls_the_storages_callback(tmp_path):
     seen: list[int] = []
     with warnings.catch_warnings():

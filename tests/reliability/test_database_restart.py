@@ -118,7 +118,10 @@ def test_postgres_restarts_mid_sweep_lose_no_committed_epoch_and_fail_no_trial(
     since the outage is shorter than the grace period.
     """
     url = private_postgres.url
-    n_trials, epochs = 6, 16
+    # 30 epochs of 0.3 s: a trial must outlast a restart by 3.5 s even though training no
+    # longer waits for the database (epochs are written by a background thread, and without
+    # a pruner the intermediate values only when a run ends).
+    n_trials, epochs = 6, 30
     workspace.env["SWEEPS_GRACE_PERIOD"] = str(GRACE_S)
     spec = workspace.spec(n_trials=n_trials, epochs=epochs)
     workers = workspace.start_workers(spec, url, 2)

@@ -41,6 +41,7 @@ ROLES = ("source", "naive", "converted")
 OPTIMIZER_CLASSES = {
     "pytorch": "torch.optim.SGD",
     "sutskever": "momentum_convert.optim.SutskeverSGD",
+    "yellowfin": "momentum_convert.optim.YellowFin",
 }
 IMPOSSIBLE = "impossible"
 STATE_RESCALING = "exact-with-state-rescaling"
@@ -232,7 +233,10 @@ def plan_runs(
     }
     source = _source_values(spec, recipe)
     nesterov = configuration.nesterov
-    source_optimizer = configuration.optimizer or spec.family
+    # A tuner's own sweep (optimizers = ["yellowfin"]) trains the tuner; its per-step
+    # arrays hold only the first step's lr (the tuner sets every later one).
+    tuner = spec.optimizers[0] if spec.optimizers == ("yellowfin",) else None
+    source_optimizer = configuration.optimizer or tuner or spec.family
     other = other_family(spec.family)
     paired = spec.pairing and other in spec.optimizers and configuration.optimizer is None
 

@@ -122,8 +122,13 @@ def build_optimizer(
         from momentum_convert.optim import SutskeverSGD
 
         return SutskeverSGD(parameters, **kwargs)
+    if planned_run.optimizer == "yellowfin":
+        from momentum_convert.optim import YellowFin
+
+        # Its first step uses lr[0] and momentum 0; the tuner sets every later step's.
+        return YellowFin(parameters, lr=kwargs["lr"], weight_decay=kwargs["weight_decay"])
     raise SweepUsageError(
-        f"unknown optimizer {planned_run.optimizer!r}; use 'pytorch' or 'sutskever'."
+        f"unknown optimizer {planned_run.optimizer!r}; use 'pytorch', 'sutskever' or 'yellowfin'."
     )
 
 
@@ -259,6 +264,8 @@ def train_run(
             metrics = epoch_metrics
             metrics["lr"] = lrs[step - 1]
             metrics["momentum"] = momenta[step - 1]
+            if planned_run.optimizer == "yellowfin":  # the values its tuner chose
+                metrics["lr"], metrics["momentum"] = groups[0]["lr"], groups[0]["momentum"]
             if on_epoch is not None:
                 on_epoch(EpochResult(epoch, step, dict(metrics), time.perf_counter() - started))
     finally:

@@ -91,6 +91,10 @@ def run_command(
     _at_least_one("--n-trials", n_trials)
     spec = load_spec(spec_path, n_trials=n_trials, name=name, population=_population(population))
     url = _storage_url(storage, spec.storage)
+    if spec.independent:
+        from sweeps.independent import launch_independent
+
+        launch = launch_independent  # one launch per optimizer's study, then its confirmation
     result = launch(
         spec,
         spec_path.resolve(),
@@ -123,6 +127,11 @@ def run_command(
 @click.option("--name", help="The sweep's name (default: the spec's, else the file name).")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda:N.")
 @click.option("--population", metavar="K|auto", help=POPULATION_HELP)
+@click.option(
+    "--arm",
+    metavar="OPTIMIZER",
+    help='pairing = "independent" only: serve this optimizer\'s study (default: each in turn).',
+)
 def worker_command(
     spec_path: Path,
     storage: str,
@@ -130,6 +139,7 @@ def worker_command(
     name: str | None,
     device: str,
     population: str | None,
+    arm: str | None,
 ) -> None:
     """Join the sweep SPEC as one worker, from any machine that reaches the database.
 
@@ -143,7 +153,17 @@ def worker_command(
     _at_least_one("--n-trials", n_trials)
     parse_devices(device)
     spec = load_spec(spec_path, n_trials=n_trials, name=name, population=_population(population))
-    if spec.population != 1:
+    if arm is not None and (not spec.independent or arm not in spec.optimizers):
+        raise SweepUsageError(
+            f"--arm {arm!r} names no optimizer of an independent sweep; the spec's optimizers"
+            f" are {', '.join(spec.optimizers)} and its pairing is"
+            f" {'independent' if spec.independent else spec.pairing!r}."
+        )
+    if spec.independent:
+        from sweeps.independent import run_independent_worker
+
+        summary = run_independent_worker(spec, storage, arms=(arm,) if arm else None, device=device)
+    elif spec.population != 1:
         from sweeps.population.worker import run_population_worker
 
         summary = run_population_worker(

@@ -91,6 +91,10 @@ def write_report(
     engine = create_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
     try:
         sweep_id, spec = _stored_sweep(engine, sweep)
+        if spec.get("pairing") == "independent":  # one study per optimizer: tuned vs tuned
+            from sweeps.report.tuned_writer import write_tuned_report
+
+            return write_tuned_report(engine, sweep, sweep_id, spec, out_dir)
         objective, direction = _objective(spec)
         trials = _plain(queries.trials_frame(engine, sweep))
         data = build_report_data(trials, sweep=sweep, objective=objective, direction=direction)

@@ -46,7 +46,7 @@ from sweeps.spec import OPTIMIZERS, TUNERS, SweepSpec
 if TYPE_CHECKING:
     from sweeps.launcher import LaunchResult
     from sweeps.pairing import PlannedRun
-    from sweeps.study import StudySettings
+    from sweeps.sweep_study import StudySettings
     from sweeps.worker import WorkerSummary
 
 _log = logging.getLogger(__name__)
@@ -192,6 +192,7 @@ def launch_independent(
     console: Any = None,
     show_progress: bool = True,
     population: str | None = None,
+    extend: bool = False,
 ) -> LaunchResult:
     """``sweeps run`` for an independent spec: each arm with local workers, then confirmed.
 
@@ -218,6 +219,7 @@ def launch_independent(
             name=name,
             console=console,
             show_progress=show_progress,
+            extend=extend,
             arm=optimizer,
         )
         messages.append(f"{arm.name}: {result.message}")
@@ -291,7 +293,7 @@ def confirm_arm(
     next attempt.
     """
     from sweeps.objective import DatabaseRecorder
-    from sweeps.study import open_study
+    from sweeps.sweep_study import open_study
     from sweeps.tasks import get_task
 
     arm = arm_spec(spec, optimizer)

@@ -27,7 +27,6 @@ the spec is an *arm*:
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import socket
 import time
@@ -45,11 +44,12 @@ from sweeps.spec import OPTIMIZERS, TUNERS, SweepSpec
 
 if TYPE_CHECKING:
     from sweeps.launcher import LaunchResult
+    from sweeps.objective import DatabaseRecorder
     from sweeps.pairing import PlannedRun
     from sweeps.sweep_study import StudySettings
+    from sweeps.tasks import Task
     from sweeps.worker import WorkerSummary
 
-_log = logging.getLogger(__name__)
 
 CONFIRMATION_ATTR: Final = "sweeps:confirmation"
 """Study user attribute of an arm: who confirms it (``owner``, ``at``) and whether it is done."""
@@ -224,9 +224,9 @@ def launch_independent(
         )
         messages.append(f"{arm.name}: {result.message}")
         if result.exit_code:
-            return LaunchResult(result.exit_code, result.snapshot, " ".join(messages))
+            return LaunchResult(result.exit_code, result.snapshot, "\n".join(messages))
         confirm_arm(spec, optimizer, url, device=_confirm_device(devices or spec.devices))
-    return LaunchResult(0, result.snapshot, " ".join(messages))
+    return LaunchResult(0, result.snapshot, "\n".join(messages))
 
 
 def _confirm_device(devices: str) -> str:
@@ -415,20 +415,24 @@ def _fail_unfinished(
 
 
 def _train_and_record(
-    recorder: Any,
+    recorder: DatabaseRecorder,
     trial: FrozenTrial,
     run: PlannedRun,
     *,
     attempt: int,
     steps_per_epoch: int,
-    task: Any,
+    task: Task,
     train: Callable[..., Any],
     spec: SweepSpec,
     device: str,
 ) -> None:
     """Train one confirmation run and write it, as the objective writes a trial's runs."""
     run_id = recorder.start(
-        trial, run, schedule=run.schedule, attempt=attempt, steps_per_epoch=steps_per_epoch
+        trial,  # type: ignore[arg-type]  # a FrozenTrial has the number and id it reads
+        run,
+        schedule=run.schedule,
+        attempt=attempt,
+        steps_per_epoch=steps_per_epoch,
     )
     if not run.trainable:
         return

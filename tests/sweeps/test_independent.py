@@ -127,6 +127,34 @@ def test_a_yellowfin_arm_searches_no_lr_momentum_or_schedule() -> None:
     assert isinstance(arm_spec(searched, "pytorch").search_space.lr, FloatRange)
 
 
+def test_closing_a_sweep_returns_the_connection_behind_optunas_cached_storage(
+    tmp_path: Path,
+) -> None:
+    """An independent sweep's launcher opens one arm after another in one process: a
+    connection left open by the previous arm made the SQLite file read "malformed"."""
+    from sweeps.sweep_study import open_study
+
+    sweep = open_study(arm_spec(parse_spec(spec_text()), "pytorch"), f"sqlite:///{tmp_path}/s.db")
+    backend = sweep.study._storage._backend  # create_study wraps the RDBStorage
+    sweep.study.get_trials()
+    assert backend.engine.pool.checkedin() >= 1
+    sweep.close()
+    assert backend.engine.pool.checkedin() == 0
+
+
+def test_worker_arm_must_name_an_optimizer_of_an_independent_sweep(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from sweeps.cli import cli
+
+    spec = tmp_path / "tvt.toml"
+    spec.write_text(spec_text())
+    url = f"sqlite:///{tmp_path}/s.db"
+    result = CliRunner().invoke(cli, ["worker", str(spec), "--storage", url, "--arm", "adam"])
+    assert result.exit_code == 2
+    assert "--arm 'adam' names no optimizer of an independent sweep" in result.output
+
+
 # --- Welch's test -----------------------------------------------------------------------
 
 

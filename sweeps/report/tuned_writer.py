@@ -36,7 +36,7 @@ import pandas as pd
 from matplotlib.colors import Normalize
 
 from momentum_convert.plotting import save_figure
-from sweeps.report.data import DIVERGED_CSV, diverged_runs, finished_runs
+from sweeps.report.data import DIVERGED_COLUMNS, DIVERGED_CSV, diverged_runs, finished_runs
 from sweeps.report.figures import FigureFile
 from sweeps.report.render import CSS, Table, data_uri, html_table, markdown_table
 from sweeps.report.tuned import (
@@ -198,11 +198,17 @@ def _overview(report: TunedReport) -> list[str]:
         for o in report.optimizers
     )
     seeds = ", ".join(str(s) for s in report.confirm_seeds)
-    return [
+    lines = [
         f"Objective: {report.objective} ({report.direction}).",
         f"Each optimizer was tuned in its own study with its own sampler: {budgets}.",
         f"Each tuned optimum was rerun on the confirmation seeds {seeds}.",
     ]
+    if not report.families:
+        lines.append(
+            "No optimizer has a confirmed optimum yet: run the sweep until every study has its"
+            " trials and its confirmation (sweeps run resumes it)."
+        )
+    return lines
 
 
 def render_tuned_markdown(
@@ -268,8 +274,14 @@ def write_tuned_report(
     from sweeps.report.writer import _json_cells, _objective, _plain
 
     objective, direction = _objective(spec)
-    optimizers = tuple(spec.get("optimizers", ()))
-    arms = {o: _plain(queries.trials_frame(engine, arm_name(sweep, o))) for o in optimizers}
+    from storage.errors import SweepNotFoundError
+
+    arms = {}
+    for optimizer in spec.get("optimizers", ()):
+        try:
+            arms[optimizer] = _plain(queries.trials_frame(engine, arm_name(sweep, optimizer)))
+        except SweepNotFoundError:  # no worker has opened this optimizer's study yet
+            continue
     report = build_tuned_report(
         arms,
         sweep=sweep,
@@ -284,8 +296,12 @@ def write_tuned_report(
         drawn = [draw_landscapes(family, report, out), draw_confirmed(family, report, out)]
         figures[family.schedule_family] = [f for f in drawn if f is not None]
     tuned_summary_frame(report).to_csv(out / "summary.csv", index=False)
-    every_run = pd.concat([finished_runs(frame) for frame in arms.values()], ignore_index=True)
-    _json_cells(diverged_runs(every_run)).to_csv(out / DIVERGED_CSV, index=False)
+    finished = [finished_runs(frame) for frame in arms.values()]
+    if finished:
+        every_run = pd.concat(finished, ignore_index=True)
+        _json_cells(diverged_runs(every_run)).to_csv(out / DIVERGED_CSV, index=False)
+    else:
+        pd.DataFrame(columns=list(DIVERGED_COLUMNS)).to_csv(out / DIVERGED_CSV, index=False)
     (out / "report.md").write_text(
         render_tuned_markdown(report, figures, objective), encoding="utf-8"
     )

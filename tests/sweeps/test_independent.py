@@ -155,6 +155,16 @@ def test_worker_arm_must_name_an_optimizer_of_an_independent_sweep(tmp_path: Pat
     assert "--arm 'adam' names no optimizer of an independent sweep" in result.output
 
 
+def test_the_report_of_an_independent_sweep_not_run_yet_says_so(tmp_path: Path) -> None:
+    from sweeps.independent import link_parent
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    link_parent(parse_spec(spec_text()), url)
+    write_report(url, NAME, tmp_path / "report")
+    assert "No optimizer has a confirmed optimum yet" in (tmp_path / "report/report.md").read_text()
+    assert pd.read_csv(tmp_path / "report/summary.csv").empty
+
+
 # --- Welch's test -----------------------------------------------------------------------
 
 

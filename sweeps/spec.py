@@ -330,6 +330,11 @@ def _build(table: Mapping[str, Any]) -> SweepSpec:
 
     seeds = _seeds(table.get("seeds", 1))
     confirm_seeds = _confirm_seeds(table.get("confirm_seeds"), seeds, independent)
+    if tuners and population != 1:
+        raise SpecError(
+            f"{tuners[0]!r} cannot be trained as a population (its tuner keeps statistics per"
+            f" model); remove population (got {population!r})."
+        )
     if independent and population != 1:
         raise SpecError(
             f"pairing = {INDEPENDENT!r} trains one trial at a time per worker; remove population"

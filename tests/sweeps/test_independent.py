@@ -79,6 +79,7 @@ def test_confirm_seeds_default_to_three_and_may_be_a_list() -> None:
         (("confirm_seeds = 2", "confirm_seeds = 1"), r"confirm_seeds must be >= 2, got 1"),
         (('pairing = "independent"', "pairing = true"), r"needs pairing = 'independent'"),
         (('pairing = "independent"', 'pairing = "both"'), r"pairing must be true, false or"),
+        (("seeds = [0]", "seeds = [0]\npopulation = 4"), r"'yellowfin' cannot be trained as a"),
         (('"yellowfin"]\npairing = "independent"', "]\npairing = false"), r"only pairing = 'ind"),
     ],
 )

@@ -100,7 +100,7 @@ def write_report(
         metrics = _plain(queries.metrics_frame(engine, sweep))
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        figures = draw_report_figures(data, metrics, out)
+        figures = draw_report_figures(data, metrics, out, spec=spec, device=device)
         summary_frame(data).to_csv(out / "summary.csv", index=False)
         _json_cells(diverged_runs(data.runs)).to_csv(out / DIVERGED_CSV, index=False)
         (out / "report.md").write_text(render_markdown(data, figures), encoding="utf-8")

@@ -30,6 +30,7 @@ from storage import records
 from storage.engine import create_engine, session_factory
 from storage.errors import SweepNotFoundError
 from storage.models import Sweep
+from sweeps.report.caveats import with_caveats
 from sweeps.report.data import (
     DIVERGED_CSV,
     Direction,
@@ -97,6 +98,7 @@ def write_report(
         if run_missing and run_missing_pairs(engine, sweep, data, device=device):
             trials = _plain(queries.trials_frame(engine, sweep))
             data = build_report_data(trials, sweep=sweep, objective=objective, direction=direction)
+        data = with_caveats(data, spec)
         metrics = _plain(queries.metrics_frame(engine, sweep))
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

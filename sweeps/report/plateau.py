@@ -207,7 +207,7 @@ def draw_around_cuts(
     half = int(min(2 * steps_per_epoch, max(8, round(3 / max(1e-3, 1 - momentum)))))
     rows = ("lr η", "momentum μ", "effective step η/(1-μ)", "‖θ_t − θ_{t−1}‖ per step")
     figure, axes = plt.subplots(
-        len(rows), len(cuts), figsize=(4.2 * len(cuts) + 1.5, 8.5), sharex="col",
+        len(rows), len(cuts), figsize=(max(8.0, 4.2 * len(cuts) + 3.0), 8.5), sharex="col",
         squeeze=False, layout="constrained",
     )  # fmt: skip
     for column, cut in enumerate(cuts):
@@ -235,7 +235,7 @@ def draw_around_cuts(
         ax.set_ylabel(name)
     axes[0, -1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.suptitle(
-        f"{family.schedule_family}: around each lr cut of the source run (best"
+        f"{family.schedule_family}: around the source run's lr cuts\n(best"
         f" {_label(source.optimizer)} configuration, first seed)"
     )
     out = save_figure(figure, path, dpi=DPI)
@@ -246,5 +246,5 @@ def draw_around_cuts(
         " η/(1-μ) and the displacement ‖θ_t − θ_{t−1}‖ (the velocity's norm). In PyTorch's"
         " formulation the momentum stays and the displacement shrinks by the cut factor at"
         " once; in Sutskever's (the naive port, same numbers) the velocity built with the old"
-        " lr decays over about 1/(1-μ) steps. The converted run follows the source.",
+        " lr decays over about 1/(1-μ) steps. The converted run lies on top of the source.",
     )

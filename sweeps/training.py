@@ -48,6 +48,7 @@ import torch
 from sweeps.errors import SweepUsageError
 from sweeps.pairing import PlannedRun
 from sweeps.plateau import plateau_schedule
+from sweeps.stop import check_stop
 from sweeps.tasks import Task, TaskSetup
 
 #: The metrics reported after every epoch (``val_accuracy`` only for classification).
@@ -231,6 +232,7 @@ def train_run(
             for inputs, targets in setup.train_loader:
                 if step >= needed:
                     break
+                check_stop()  # SIGINT/SIGTERM stop the run here, between batches (sweeps.stop)
                 lr = lrs[step] if plateau is None else plateau.lr
                 momentum = momenta[step]
                 for group in groups:

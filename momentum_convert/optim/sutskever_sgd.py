@@ -84,7 +84,9 @@ class SutskeverSGD(Optimizer):
 
     Args:
         params: iterable of parameters or named parameters, or dicts defining param groups.
-        lr: learning rate η (default: 1e-3); a float.
+        lr: learning rate η (default: 1e-3); a float, or a 1-element tensor that schedulers
+            update in place: the step then branches on no lr value, so ``torch.compile``
+            traces it once for every lr (as :class:`torch.optim.SGD` with a tensor lr).
         momentum: momentum factor μ ≥ 0 (default: 0).
         dampening: dampening τ for the velocity, in [0, 1] (default: 0).
         weight_decay: coupled L2 penalty λ ≥ 0, added to the gradient (default: 0).
@@ -92,10 +94,14 @@ class SutskeverSGD(Optimizer):
             dampening (default: False).
         maximize: maximize the objective instead of minimizing it (default: False).
         foreach: use the multi-tensor ``torch._foreach_*`` implementation.
-        fused: use PyTorch's fused SGD kernel (CPU and CUDA, floating-point parameters).
-            With neither ``foreach`` nor ``fused`` given, the fused kernel is used where all
-            parameters support it (the fastest on CPU and CUDA, see
-            ``benchmarks/RESULTS.md``), otherwise the multi-tensor path.
+        fused: use PyTorch's fused SGD kernel (CPU and CUDA, floating-point parameters);
+            devices and dtypes are checked at the first step, as in :class:`torch.optim.SGD`,
+            so parameters may still be on the meta device when the optimizer is built.
+            With neither ``foreach`` nor ``fused`` given (per param group), each group uses
+            the fused kernel where all its parameters support it (the fastest on CPU and
+            CUDA, see ``benchmarks/RESULTS.md``), otherwise the multi-tensor path; a group's
+            own ``foreach``/``fused`` is kept. Old state dicts without ``maximize``,
+            ``foreach``, ``differentiable`` or ``fused`` get torch's defaults on loading.
 
     Example:
         >>> model = torch.nn.Linear(4, 1)

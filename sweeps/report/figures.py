@@ -342,8 +342,14 @@ def draw_per_step_values(
         out,
         f"{family.schedule_family}: per-step lr, momentum, effective step",
         "The learning rate, momentum and effective step size lr/(1-μ) the optimizers used."
-        " The naive port runs the source's numbers in the other family; the converted run"
-        " follows the exact conversion, whose momentum jumps where the lr changes.",
+        + (
+            " With a plateau schedule these are what each run recorded per epoch (constant"
+            " within an epoch): every run cuts its own lr, and the converted run keeps the"
+            " source's values while correct_momentum rescales its state at each cut."
+            if reactive
+            else " The naive port runs the source's numbers in the other family; the converted"
+            " run follows the exact conversion, whose momentum jumps where the lr changes."
+        ),
     )
 
 

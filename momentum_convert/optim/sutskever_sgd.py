@@ -161,6 +161,8 @@ class SutskeverSGD(Optimizer):
         # Devices and dtypes of fused groups are checked at the first step, as torch.optim.SGD
         # does, so parameters on the meta device (deferred initialisation) are accepted here.
         self._need_device_dtype_check_for_fused = True
+        #: id(param group) -> (signature, (fused, foreach)): see _implementation.
+        self._implementations: dict[int, tuple[tuple[Any, ...], tuple[bool, bool]]] = {}
         super().__init__(params, defaults)
         # GradScaler hands the fused kernel grad_scale/found_inf; other paths unscale here.
         self._step_supports_amp_scaling = True
@@ -179,28 +181,36 @@ class SutskeverSGD(Optimizer):
             group.setdefault("fused", False)
         self.__dict__.setdefault("_lr_outside", False)
         self.__dict__.setdefault("_need_device_dtype_check_for_fused", True)
+        self._implementations = {}
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a param group; its fused devices and dtypes are checked at the next step."""
         super().add_param_group(param_group)
         self._need_device_dtype_check_for_fused = True
 
-    def _implementation(self, group: dict[str, Any], params: list[Tensor]) -> tuple[bool, bool]:
+    def _implementation(self, group: dict[str, Any]) -> tuple[bool, bool]:
         """``(fused, foreach)`` for this group's step: its own choice, else the fastest.
 
         A group's explicit ``foreach``/``fused`` is kept. With both ``None`` (the default)
-        the choice is made per group and per step from the parameters that step, by
+        the choice is made per group from its parameters, by
         :func:`torch.optim.optimizer._default_to_fused_or_foreach` with the fused kernel
         preferred (the fastest, ``benchmarks/RESULTS.md``): complex parameters or a device
-        without a fused kernel get the multi-tensor path.
+        without a fused kernel get the multi-tensor path. ``torch.optim.SGD`` makes that
+        choice at every step; here it is remembered per group until the group's number of
+        parameters or its first parameter's device or dtype changes (a check in O(1)).
         """
         fused, foreach = group["fused"], group["foreach"]
-        if fused is None and foreach is None:
-            fused, foreach = _default_to_fused_or_foreach(
-                params, differentiable=False, use_fused=True
-            )
-            return fused, foreach or not fused
-        return bool(fused), bool(foreach)
+        if fused is not None or foreach is not None:
+            return bool(fused), bool(foreach)
+        params = group["params"]
+        signature = (len(params), params[0].device, params[0].dtype) if params else ()
+        cached = self._implementations.get(id(group))
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        fused, foreach = _default_to_fused_or_foreach(params, differentiable=False, use_fused=True)
+        choice = (fused, foreach or not fused)
+        self._implementations[id(group)] = (signature, choice)
+        return choice
 
     def _check_fused_devices(self) -> None:
         """Refuse, at the first step, parameters the fused kernel cannot take."""
@@ -286,7 +296,7 @@ class SutskeverSGD(Optimizer):
         idle_buffers: list[Tensor],
     ) -> None:
         lr = float(group["lr"])
-        fused, foreach = self._implementation(group, params)
+        fused, foreach = self._implementation(group)
         buffer_lr = group.get(BUFFER_LR, lr)
         group[BUFFER_LR] = sutskever_sgd(
             params,

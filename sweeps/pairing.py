@@ -246,6 +246,10 @@ def plan_runs(
     """
     recipe = recipe_for(spec, configuration, steps_per_epoch)
     schedule = configuration.schedule_spec(steps_per_epoch)
+    if configuration.schedule == "plateau":
+        from sweeps.plateau import describe
+
+        schedule = describe(configuration.schedule_params)
     hyperparameters = {
         **configuration.to_json(),
         "convention": spec.convention,

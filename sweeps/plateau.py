@@ -123,3 +123,16 @@ def plateau_schedule(lr: float, params: Mapping[str, Any], direction: str) -> Pl
         min_lr=float(values["min_lr"]),
         eps=float(values["eps"]),
     )
+
+
+def describe(params: Mapping[str, Any]) -> str:
+    """The schedule as stored with every run: ``plateau:factor=0.1,patience=10,...``.
+
+    Not a ``momentum_convert`` SPEC string: a plateau schedule has no per-step values in
+    advance (its planned lr is the base lr; the runs record the cuts).
+    """
+    values = {**PLATEAU_DEFAULTS, **params}
+    return "plateau:" + ",".join(
+        f"{key}={values[key]:g}" if not isinstance(values[key], str) else f"{key}={values[key]}"
+        for key in PLATEAU_DEFAULTS
+    )

@@ -8,7 +8,9 @@ arrays are written into its param groups::
     group["lr"] = planned_run.lr[t - 1]; group["momentum"] = planned_run.momentum[t - 1]
 
 so every schedule and every conversion is a pair of arrays (:mod:`sweeps.pairing`). A run
-planned with ``correct_like`` attaches ``correct_momentum(optimizer, like=...)``.
+planned with ``correct_like`` attaches ``correct_momentum(optimizer, like=...)``. The one
+reactive schedule, ``plateau`` (:mod:`sweeps.plateau`), writes its own lr instead, which
+it cuts after an epoch whose objective stalled.
 
 A NaN or infinite loss ends the run as a *result*: :class:`RunOutcome` carries the step
 at which it appeared (``diverged_at_step``) and the worst possible objective value

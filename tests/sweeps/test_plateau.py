@@ -151,14 +151,36 @@ def test_plateau_with_a_population_is_refused() -> None:
 # --- paired runs on a real model ---------------------------------------------------------------
 
 
+CONFIGURATION = Configuration(
+    lr=0.05, momentum=0.9, weight_decay=0.0, nesterov=False, schedule="plateau",
+    batch_size=128, epochs=12,
+    schedule_params={"factor": 0.2, "patience": 0, "threshold": 0.02, "cooldown": 1,
+                     "threshold_mode": "rel", "min_lr": 0.0, "eps": 1e-8},
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("convention", "other"), [("pytorch", "sutskever"), ("sutskever", "pytorch")]
+)
+def test_the_converted_plateau_run_is_the_other_optimizer_with_correct_momentum(
+    convention: str, other: str
+) -> None:
+    source, naive, converted = plan_runs(plateau_spec(convention), CONFIGURATION, 8)
+    assert (source.optimizer, naive.optimizer, converted.optimizer) == (convention, other, other)
+    assert (source.correct_like, naive.correct_like, converted.correct_like) == (
+        None, None, convention,
+    )  # fmt: skip
+    assert converted.verdict == "exact-with-state-rescaling"
+    assert "ReduceLROnPlateau cuts the lr when the run's own metric stalls" in converted.notes[0]
+    assert source.schedule == (
+        "plateau:factor=0.2,patience=0,threshold=0.02,threshold_mode=rel,cooldown=1,min_lr=0,"
+        "eps=1e-08"
+    )
+
+
 def train_plan(convention: str, dtype: torch.dtype) -> dict[str, list[EpochResult]]:
     """Train source, naive and converted runs of one plateau configuration on regression."""
-    configuration = Configuration(
-        lr=0.05, momentum=0.9, weight_decay=0.0, nesterov=False, schedule="plateau",
-        batch_size=128, epochs=12,
-        schedule_params={"factor": 0.2, "patience": 0, "threshold": 0.02, "cooldown": 1,
-                         "threshold_mode": "rel", "min_lr": 0.0, "eps": 1e-8},
-    )  # fmt: skip
+    configuration = CONFIGURATION
     task = get_task("regression")
     setup = task.build(seed=0, batch_size=128, device="cpu", dtype=dtype)  # type: ignore[call-arg]
     runs = plan_runs(plateau_spec(convention), configuration, setup.steps_per_epoch)

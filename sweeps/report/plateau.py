@@ -64,17 +64,19 @@ def _origin(family: FamilyResult) -> Configuration | None:
 
 
 def cut_epochs(metrics: pd.DataFrame, trial: int) -> dict[tuple[str, str, int], list[int]]:
-    """``(role, optimizer, seed) -> epochs after which the lr was cut`` for one trial."""
-    rows = metrics[
-        (metrics["trial"] == trial) & (metrics["metric"] == "lr_cut") & (metrics["value"] == 1.0)
-    ]
+    """``(role, optimizer, seed) -> epochs after which the lr was cut`` for one trial.
+
+    Of several attempts of a run (Optuna retries), the last one counts, as in the report.
+    """
+    keys = ["role", "optimizer", "seed"]
     every = metrics[(metrics["trial"] == trial) & (metrics["metric"] == "lr_cut")]
-    out: dict[tuple[str, str, int], list[int]] = {
-        (str(r), str(o), int(s)): []
-        for (r, o, s), _ in every.groupby(["role", "optimizer", "seed"])
-    }
-    for (role, optimizer, seed), group in rows.groupby(["role", "optimizer", "seed"]):
-        out[(str(role), str(optimizer), int(seed))] = sorted(int(e) for e in group["epoch"])
+    if "attempt" in every:
+        last = every.groupby(keys)["attempt"].transform("max")
+        every = every[every["attempt"] == last]
+    out: dict[tuple[str, str, int], list[int]] = {}
+    for (role, optimizer, seed), group in every.groupby(keys):
+        cut = group[group["value"] == 1.0]["epoch"]
+        out[(str(role), str(optimizer), int(seed))] = sorted(int(e) for e in cut)
     return out
 
 

@@ -29,18 +29,20 @@ def plateau_sweep() -> pd.DataFrame:
     return pd.DataFrame([run(0, role, optimizer, 0, 0.2, **HP) for role, optimizer in ROLES])
 
 
-def lr_cut_metrics(cuts: dict[str, list[int]], epochs: int = 6) -> pd.DataFrame:
+def lr_cut_metrics(cuts: dict[str, list[int]], epochs: int = 6, attempt: int = 1) -> pd.DataFrame:
     rows = [
-        {"trial": 0, "role": role, "optimizer": optimizer, "seed": 0, "epoch": epoch,
-         "metric": "lr_cut", "value": float(epoch in cuts[role])}
+        {"trial": 0, "role": role, "optimizer": optimizer, "seed": 0, "attempt": attempt,
+         "epoch": epoch, "metric": "lr_cut", "value": float(epoch in cuts[role])}
         for role, optimizer in ROLES
         for epoch in range(1, epochs + 1)
     ]  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def test_cut_epochs_are_read_from_the_lr_cut_metric_per_run(tmp_path: Path) -> None:
-    metrics = lr_cut_metrics({"source": [2, 5], "naive": [3], "converted": [2, 5]})
+def test_cut_epochs_are_read_from_the_last_attempts_lr_cut_metric_per_run(tmp_path: Path) -> None:
+    killed = lr_cut_metrics({"source": [1], "naive": [1], "converted": [1]}, epochs=2)
+    retried = lr_cut_metrics({"source": [2, 5], "naive": [3], "converted": [2, 5]}, attempt=2)
+    metrics = pd.concat([killed, retried])  # the retry's cuts count, not the dead attempt's
     assert cut_epochs(metrics, 0) == {
         ("converted", "sutskever", 0): [2, 5],
         ("naive", "sutskever", 0): [3],

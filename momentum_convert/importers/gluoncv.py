@@ -136,8 +136,9 @@ def imagenet_rates(
         main = lr * np.power(factor, count)
     else:
         ratio = main_t / n
+        # (π·T)/N in GluonCV's order: near T = N the cosine's rounding is amplified.
         shape = {"linear": 1 - ratio, "poly": (1 - ratio) ** 2,
-                 "cosine": (1 + np.cos(math.pi * ratio)) / 2}[mode]  # fmt: skip
+                 "cosine": (1 + np.cos(math.pi * main_t / n)) / 2}[mode]  # fmt: skip
         main = lr * shape
     if warm_iters == 0:
         return main

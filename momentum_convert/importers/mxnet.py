@@ -102,7 +102,9 @@ class MXNetScheduler:
             if self.kind == "PolyScheduler":
                 shape = np.power(1.0 - done, float(a["pwr"]))
             else:
-                shape = (1.0 + np.cos(math.pi * done)) / 2.0
+                # π·(t − W)/(M − W) in MXNet's order of operations.
+                angle = math.pi * (np.minimum(t, top) - warm) / float(top - warm)
+                shape = (1.0 + np.cos(angle)) / 2.0
             lr = final + (base - final) * shape
         if warm > 0:
             begin = float(a["warmup_begin_lr"])

@@ -67,7 +67,7 @@ def lr_outside(
     nesterov: bool = False,
     state_scale: Sequence[float] | None = None,
 ) -> list[float]:
-    """``torch.optim.SGD`` (Form P, no dampening), ``lr[i]`` and ``momentum[i]`` at step ``i + 1``."""
+    """``torch.optim.SGD`` (Form P, no dampening), lr[i] and momentum[i] at step i + 1."""
     mu = _each(momentum, len(lr))
     w, buf, out = problem.start, None, []
     for i, rate in enumerate(lr):

@@ -30,9 +30,7 @@ trainer steps it after each ``optimizer.step()``, so iteration ``t`` (from 1) us
 from __future__ import annotations
 
 import ast
-import bisect
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +42,7 @@ from momentum_convert.importers import fields
 from momentum_convert.importers.args import read_mapping
 from momentum_convert.importers.imported import Evaluated, ImportedRecipe, ParameterGroup
 from momentum_convert.recipe import Recipe
+from momentum_convert.schedule_base import FloatArray
 
 #: ``detectron2/config/defaults.py`` ``_C.SOLVER`` defaults for the optimizer's fields.
 SOLVER_DEFAULTS: dict[str, Any] = {
@@ -83,50 +82,50 @@ class Detectron2Solver:
     def __getitem__(self, key: str) -> Any:
         return dict(self.values)[key]
 
-    def multiplier(self) -> Callable[[float], float]:
-        """The fvcore scheduler (before warmup) as ``where -> multiplier``."""
+    def multiplier(self, where: FloatArray) -> FloatArray:
+        """The fvcore scheduler (before warmup) at each ``where`` in [0, 1]."""
         name, top, gamma = self["LR_SCHEDULER_NAME"], self["MAX_ITER"], self["GAMMA"]
         if name == "WarmupCosineLR":
             end = self["BASE_LR_END"] / self["BASE_LR"]
-            return lambda w: end + 0.5 * (1.0 - end) * (1 + math.cos(math.pi * w))
+            return end + 0.5 * (1.0 - end) * (1 + np.cos(math.pi * where))
         if name == "WarmupMultiStepLR":
             milestones = [s for s in self["STEPS"] if s <= top]
-            values = [gamma**k for k in range(len(milestones) + 1)]
-        else:
-            values = [1.0]
-            for _ in range(self["NUM_DECAYS"]):
-                values.append(values[-1] * gamma)
-            return lambda w: values[int((w + WHERE_EPSILON) * len(values))]
+            values = np.array([gamma**k for k in range(len(milestones) + 1)])
+            epoch = np.floor((where + WHERE_EPSILON) * top)  # int() of a positive number
+            return values[np.searchsorted(np.asarray(milestones, dtype=np.float64), epoch, "right")]
+        steps = [1.0]
+        for _ in range(self["NUM_DECAYS"]):
+            steps.append(steps[-1] * gamma)
+        index = np.floor((where + WHERE_EPSILON) * len(steps)).astype(np.int64)
+        return np.asarray(steps)[np.minimum(index, len(steps) - 1)]
 
-        def multistep(where: float) -> float:
-            epoch = int((where + WHERE_EPSILON) * top)
-            return values[bisect.bisect_right(milestones, epoch)]
-
-        return multistep
-
-    def multiplier_at(self, where: float) -> float:
-        """``WarmupParamScheduler(...)(where)``."""
-        inner = self.multiplier()
+    def multiplier_at(self, where: FloatArray) -> FloatArray:
+        """``WarmupParamScheduler(...)(where)``: a ``CompositeParamScheduler`` of the warmup
+        (lengths ``[L, 1 - L]``, the first part while ``where + 1e-6 <= L``) and the rest."""
         top = self["MAX_ITER"]
         length = min(self["WARMUP_ITERS"] / top, 1.0)
         rescale = self["RESCALE_INTERVAL"]
-        start = self["WARMUP_FACTOR"] * inner(0.0)
-        if where + WHERE_EPSILON <= length or length >= 1.0:
-            if self["WARMUP_METHOD"] == "constant":
-                return start
-            end = inner(0.0) if rescale else inner(length)
-            part = where / length
-            return end * part + start * (1 - part)
-        if rescale:
-            return inner((where - length) / (1 - length))
-        return inner(where)
+        zero = float(self.multiplier(np.zeros(1))[0])
+        start = self["WARMUP_FACTOR"] * zero
+        if self["WARMUP_METHOD"] == "constant":
+            warm = np.full(where.shape, start)
+        else:
+            end = zero if rescale else float(self.multiplier(np.array([length]))[0])
+            part = where / length if length > 0 else np.zeros(where.shape)
+            warm = end * part + start * (1 - part)
+        rest_length = 1.0 - length
+        if rescale and rest_length > 0:
+            begin = (length + rest_length) - rest_length  # fvcore: running_total - length
+            rest = self.multiplier((where - begin) / rest_length)
+        else:
+            rest = self.multiplier(where)
+        in_warmup = (where + WHERE_EPSILON <= length) | (length >= 1.0)
+        return np.where(in_warmup, warm, rest)
 
-    def learning_rates(self, steps: int) -> np.ndarray:
+    def learning_rates(self, steps: int) -> FloatArray:
         """``BASE_LR·multiplier((t - 1)/MAX_ITER)`` for ``t = 1..steps``."""
-        top = self["MAX_ITER"]
-        return np.array(
-            [self["BASE_LR"] * self.multiplier_at(i / top) for i in range(steps)], dtype=np.float64
-        )
+        where = np.arange(steps, dtype=np.float64) / self["MAX_ITER"]
+        return self["BASE_LR"] * self.multiplier_at(where)
 
 
 def _literal(value: Any) -> Any:

@@ -31,8 +31,10 @@ class Warmup:
 
     def get_warmup_lr(self, num_update: int) -> float:
         if self.mode == "linear":
-            increase = (self.warmup_final_lr - self.warmup_begin_lr) * float(num_update) / float(
-                self.warmup_steps
+            increase = (
+                (self.warmup_final_lr - self.warmup_begin_lr)
+                * float(num_update)
+                / float(self.warmup_steps)
             )
             return self.warmup_begin_lr + increase
         return self.warmup_begin_lr

@@ -25,11 +25,26 @@ from momentum_convert.importers import detectron
 from .trajectories import Quadratic, lr_outside, relative
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "recipes"
-REAL = ["detectron_e2e_mask_rcnn_R-50-FPN_1x.yaml", "detectron_tutorial_1gpu_e2e_faster_rcnn_R-50-FPN.yaml"]  # fmt: skip
-DEFAULTS = {"BASE_LR": 0.001, "LR_POLICY": "step", "GAMMA": 0.1, "STEP_SIZE": 30000, "STEPS": [],
-            "LRS": [], "MAX_ITER": 40000, "MOMENTUM": 0.9, "WEIGHT_DECAY": 0.0005,
-            "WARM_UP_ITERS": 500, "WARM_UP_FACTOR": 1.0 / 3.0, "WARM_UP_METHOD": "linear",
-            "SCALE_MOMENTUM": True, "SCALE_MOMENTUM_THRESHOLD": 1.1}  # fmt: skip
+REAL = [
+    "detectron_e2e_mask_rcnn_R-50-FPN_1x.yaml",
+    "detectron_tutorial_1gpu_e2e_faster_rcnn_R-50-FPN.yaml",
+]
+DEFAULTS = {
+    "BASE_LR": 0.001,
+    "LR_POLICY": "step",
+    "GAMMA": 0.1,
+    "STEP_SIZE": 30000,
+    "STEPS": [],
+    "LRS": [],
+    "MAX_ITER": 40000,
+    "MOMENTUM": 0.9,
+    "WEIGHT_DECAY": 0.0005,
+    "WARM_UP_ITERS": 500,
+    "WARM_UP_FACTOR": 1.0 / 3.0,
+    "WARM_UP_METHOD": "linear",
+    "SCALE_MOMENTUM": True,
+    "SCALE_MOMENTUM_THRESHOLD": 1.1,
+}
 
 
 def get_lr_at_iter(cfg: dict[str, Any], it: int) -> np.float32:
@@ -108,8 +123,9 @@ def test_scale_momentum_is_detectrons_own_correction_so_pytorch_keeps_plain_mome
         assert conversion.momentum[step - 1] == pytest.approx(0.9, rel=1e-6)
     # The warmup's small changes (ratio < 1.1) are not corrected: PyTorch needs μ·η_(t-1)/η_t.
     warm = conversion.lr[:501]
-    np.testing.assert_allclose(conversion.momentum[1:500], 0.9 * warm[:499] / warm[1:500],
-                               rtol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(
+        conversion.momentum[1:500], 0.9 * warm[:499] / warm[1:500], rtol=1e-12
+    )
 
 
 def test_without_scale_momentum_pytorch_needs_the_tenfold_momentum_at_each_cut(
@@ -130,13 +146,19 @@ def test_without_scale_momentum_pytorch_needs_the_tenfold_momentum_at_each_cut(
 @pytest.mark.parametrize(
     "solver",
     [
-        {"LR_POLICY": "step", "STEP_SIZE": 40, "GAMMA": 0.5, "WARM_UP_ITERS": 10,
-         "WARM_UP_METHOD": "constant", "WARM_UP_FACTOR": 0.1},
+        {
+            "LR_POLICY": "step",
+            "STEP_SIZE": 40,
+            "GAMMA": 0.5,
+            "WARM_UP_ITERS": 10,
+            "WARM_UP_METHOD": "constant",
+            "WARM_UP_FACTOR": 0.1,
+        },
         {"LR_POLICY": "steps_with_lrs", "STEPS": [0, 30, 70], "LRS": [0.02, 0.005, 0.0004]},
         {"LR_POLICY": "cosine_decay", "WARM_UP_ITERS": 20},
         {"LR_POLICY": "exp_decay", "GAMMA": 0.01, "SCALE_MOMENTUM_THRESHOLD": 1.01},
     ],
-)  # fmt: skip
+)
 def test_every_policy_and_warmup_matches_detectron(solver: dict[str, Any]) -> None:
     cfg = {**DEFAULTS, "BASE_LR": 0.02, "MAX_ITER": 100, **solver}
     recipe = detectron.to_recipe(

@@ -39,15 +39,33 @@ REAL = [
     "PascalVOC-Detection/faster_rcnn_R_50_FPN.yaml",
     "quick_schedules/mask_rcnn_R_50_FPN_training_acc_test.yaml",
 ]
-DEFAULTS = {"LR_SCHEDULER_NAME": "WarmupMultiStepLR", "MAX_ITER": 40000, "BASE_LR": 0.001,
-            "BASE_LR_END": 0.0, "MOMENTUM": 0.9, "NESTEROV": False, "WEIGHT_DECAY": 0.0001,
-            "GAMMA": 0.1, "STEPS": (30000,), "NUM_DECAYS": 3, "WARMUP_FACTOR": 1.0 / 1000,
-            "WARMUP_ITERS": 1000, "WARMUP_METHOD": "linear", "RESCALE_INTERVAL": False}  # fmt: skip
+DEFAULTS = {
+    "LR_SCHEDULER_NAME": "WarmupMultiStepLR",
+    "MAX_ITER": 40000,
+    "BASE_LR": 0.001,
+    "BASE_LR_END": 0.0,
+    "MOMENTUM": 0.9,
+    "NESTEROV": False,
+    "WEIGHT_DECAY": 0.0001,
+    "GAMMA": 0.1,
+    "STEPS": (30000,),
+    "NUM_DECAYS": 3,
+    "WARMUP_FACTOR": 1.0 / 1000,
+    "WARMUP_ITERS": 1000,
+    "WARMUP_METHOD": "linear",
+    "RESCALE_INTERVAL": False,
+}
 
 
 class WarmupParamScheduler(CompositeParamScheduler):
-    def __init__(self, scheduler: ParamScheduler, warmup_factor: float, warmup_length: float,
-                 warmup_method: str = "linear", rescale_interval: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        scheduler: ParamScheduler,
+        warmup_factor: float,
+        warmup_length: float,
+        warmup_method: str = "linear",
+        rescale_interval: bool = False,
+    ) -> None:
         end_value = scheduler(0.0) if rescale_interval else scheduler(warmup_length)
         start_value = warmup_factor * scheduler(0.0)
         warmup: ParamScheduler
@@ -63,8 +81,9 @@ class WarmupParamScheduler(CompositeParamScheduler):
 
 
 class LRMultiplier(torch.optim.lr_scheduler.LRScheduler):
-    def __init__(self, optimizer: torch.optim.Optimizer, multiplier: ParamScheduler,
-                 max_iter: int) -> None:  # fmt: skip
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, multiplier: ParamScheduler, max_iter: int
+    ) -> None:
         self._multiplier, self._max_iter = multiplier, max_iter
         super().__init__(optimizer, last_epoch=-1)
 
@@ -78,8 +97,10 @@ def solver_of(path: Path) -> dict[str, Any]:
     obj = yaml.safe_load(path.read_text())
     base = solver_of(path.parent / obj["_BASE_"]) if "_BASE_" in obj else dict(DEFAULTS)
     given = obj.get("SOLVER", {})
-    literal = {k: ast.literal_eval(v) if isinstance(v, str) and v.startswith("(") else v
-               for k, v in given.items()}  # fmt: skip
+    literal = {
+        k: ast.literal_eval(v) if isinstance(v, str) and v.startswith("(") else v
+        for k, v in given.items()
+    }
     return {**base, **literal}
 
 
@@ -98,13 +119,18 @@ def build_multiplier(cfg: dict[str, Any]) -> ParamScheduler:
         sched = CosineParamScheduler(1, cfg["BASE_LR_END"] / cfg["BASE_LR"])
     else:
         sched = StepWithFixedGammaParamScheduler(
-            base_value=1.0, gamma=cfg["GAMMA"], num_decays=cfg["NUM_DECAYS"],
+            base_value=1.0,
+            gamma=cfg["GAMMA"],
+            num_decays=cfg["NUM_DECAYS"],
             num_updates=cfg["MAX_ITER"],
-        )  # fmt: skip
+        )
     return WarmupParamScheduler(
-        sched, cfg["WARMUP_FACTOR"], min(cfg["WARMUP_ITERS"] / cfg["MAX_ITER"], 1.0),
-        cfg["WARMUP_METHOD"], cfg["RESCALE_INTERVAL"],
-    )  # fmt: skip
+        sched,
+        cfg["WARMUP_FACTOR"],
+        min(cfg["WARMUP_ITERS"] / cfg["MAX_ITER"], 1.0),
+        cfg["WARMUP_METHOD"],
+        cfg["RESCALE_INTERVAL"],
+    )
 
 
 def torch_run(
@@ -112,8 +138,13 @@ def torch_run(
 ) -> tuple[list[float], list[float]]:
     """Real torch SGD stepped by LRMultiplier: (lr used at each step, weights after it)."""
     w = torch.tensor([problem.start], dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.SGD([w], lr=cfg["BASE_LR"], momentum=cfg["MOMENTUM"],
-                                nesterov=cfg["NESTEROV"], weight_decay=cfg["WEIGHT_DECAY"])  # fmt: skip
+    optimizer = torch.optim.SGD(
+        [w],
+        lr=cfg["BASE_LR"],
+        momentum=cfg["MOMENTUM"],
+        nesterov=cfg["NESTEROV"],
+        weight_decay=cfg["WEIGHT_DECAY"],
+    )
     scheduler = LRMultiplier(optimizer, build_multiplier(cfg), cfg["MAX_ITER"])
     rates, out = [], []
     for i in range(steps):
@@ -161,12 +192,17 @@ def test_real_configs_converted_to_lr_inside_reproduce_torch_sgd(name: str) -> N
     "solver",
     [
         {"LR_SCHEDULER_NAME": "WarmupCosineLR", "BASE_LR_END": 0.001, "WARMUP_ITERS": 30},
-        {"LR_SCHEDULER_NAME": "WarmupStepWithFixedGammaLR", "NUM_DECAYS": 4, "GAMMA": 0.5,
-         "WARMUP_METHOD": "constant", "WARMUP_ITERS": 10},
+        {
+            "LR_SCHEDULER_NAME": "WarmupStepWithFixedGammaLR",
+            "NUM_DECAYS": 4,
+            "GAMMA": 0.5,
+            "WARMUP_METHOD": "constant",
+            "WARMUP_ITERS": 10,
+        },
         {"STEPS": (40, 80, 500), "WARMUP_ITERS": 25, "RESCALE_INTERVAL": True},
         {"STEPS": (60,), "WARMUP_ITERS": 0, "NESTEROV": True},
     ],
-)  # fmt: skip
+)
 def test_every_scheduler_and_warmup_matches_torch_sgd_with_lr_multiplier(
     solver: dict[str, Any],
 ) -> None:
@@ -177,13 +213,18 @@ def test_every_scheduler_and_warmup_matches_torch_sgd_with_lr_multiplier(
     np.testing.assert_allclose(recipe.lr_per_step(), rates, rtol=1e-13, atol=0)
     conversion = convert(recipe, "mxnet")
     scale = None if conversion.state_scale is None else list(conversion.state_scale)
-    got = lr_inside(problem, list(conversion.lr), list(conversion.momentum),
-                    cfg["WEIGHT_DECAY"], cfg["NESTEROV"], scale)  # fmt: skip
+    got = lr_inside(
+        problem,
+        list(conversion.lr),
+        list(conversion.momentum),
+        cfg["WEIGHT_DECAY"],
+        cfg["NESTEROV"],
+        scale,
+    )
     assert relative(reference, got) < 1e-10
-    assert relative(reference, lr_outside(problem, rates, 0.9, cfg["WEIGHT_DECAY"], True, scale
-                                          )) > 0 or not cfg["NESTEROV"]  # fmt: skip
-    if not cfg["NESTEROV"]:
-        assert relative(reference, lr_outside(problem, rates, 0.9, cfg["WEIGHT_DECAY"])) < 1e-12
+    # The helper that stands for torch.optim.SGD in the long runs above is torch's rule.
+    mine = lr_outside(problem, rates, 0.9, cfg["WEIGHT_DECAY"], cfg["NESTEROV"])
+    assert relative(reference, mine) < 1e-12
 
 
 def test_bias_lr_factor_and_norm_weight_decay_are_groups() -> None:
@@ -214,5 +255,5 @@ def test_bad_solver_is_refused_with_the_field_named(solver: dict[str, Any], mess
 def test_a_missing_base_file_is_named(tmp_path: Path) -> None:
     path = tmp_path / "child.yaml"
     path.write_text('_BASE_: "../nowhere.yaml"\nSOLVER:\n  BASE_LR: 0.1\n')
-    with pytest.raises(RecipeError, match="child.yaml: _BASE_ .*nowhere.yaml is not a file"):
+    with pytest.raises(RecipeError, match=r"child.yaml: _BASE_ .*nowhere.yaml is not a file"):
         detectron2.load(path)

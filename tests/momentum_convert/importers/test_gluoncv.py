@@ -25,9 +25,17 @@ DATA = Path(__file__).resolve().parents[2] / "data" / "recipes"
 
 
 class LRScheduler:
-    def __init__(self, mode: str, base_lr: float, target_lr: float, nepochs: int,
-                 iters_per_epoch: int, step_epoch: list[int] | None = None,
-                 step_factor: float = 0.1, power: float = 2) -> None:  # fmt: skip
+    def __init__(
+        self,
+        mode: str,
+        base_lr: float,
+        target_lr: float,
+        nepochs: int,
+        iters_per_epoch: int,
+        step_epoch: list[int] | None = None,
+        step_factor: float = 0.1,
+        power: float = 2,
+    ) -> None:
         self.mode, self.base_lr, self.target_lr = mode, base_lr, target_lr
         self.niters = nepochs * iters_per_epoch
         self.step = None if step_epoch is None else [s * iters_per_epoch for s in step_epoch]
@@ -82,27 +90,65 @@ def imagenet_reference(o: dict[str, Any]) -> tuple[LRSequential, int]:
         decay = [int(i) for i in o["lr_decay_epoch"].split(",")]
     decay = [e - o["warmup_epochs"] for e in decay]
     num_batches = 1281167 // batch
-    sequence = LRSequential([
-        LRScheduler("linear", base_lr=0, target_lr=o["lr"], nepochs=o["warmup_epochs"],
-                    iters_per_epoch=num_batches),
-        LRScheduler(o["lr_mode"], base_lr=o["lr"], target_lr=0,
-                    nepochs=o["num_epochs"] - o["warmup_epochs"], iters_per_epoch=num_batches,
-                    step_epoch=decay, step_factor=o["lr_decay"], power=2),
-    ])  # fmt: skip
+    sequence = LRSequential(
+        [
+            LRScheduler(
+                "linear",
+                base_lr=0,
+                target_lr=o["lr"],
+                nepochs=o["warmup_epochs"],
+                iters_per_epoch=num_batches,
+            ),
+            LRScheduler(
+                o["lr_mode"],
+                base_lr=o["lr"],
+                target_lr=0,
+                nepochs=o["num_epochs"] - o["warmup_epochs"],
+                iters_per_epoch=num_batches,
+                step_epoch=decay,
+                step_factor=o["lr_decay"],
+                power=2,
+            ),
+        ]
+    )
     return sequence, o["num_epochs"] * num_batches
 
 
-DEFAULTS = {"lr_mode": "step", "lr_decay": 0.1, "lr_decay_period": 0, "lr_decay_epoch": "40,60",
-            "warmup_epochs": 0, "momentum": 0.9, "wd": 0.0001}  # fmt: skip
+DEFAULTS = {
+    "lr_mode": "step",
+    "lr_decay": 0.1,
+    "lr_decay_period": 0,
+    "lr_decay_epoch": "40,60",
+    "warmup_epochs": 0,
+    "momentum": 0.9,
+    "wd": 0.0001,
+}
 IMAGENET = {
-    "gluoncv_resnet50_v1d.sh": {"lr": 0.4, "lr_mode": "cosine", "num_epochs": 120,
-                                "batch_size": 128, "num_gpus": 8, "warmup_epochs": 5},
-    "gluoncv_resnet50_v1.sh": {"lr": 0.1, "num_epochs": 150, "batch_size": 64, "num_gpus": 4,
-                               "lr_decay_epoch": "30,60,90"},
-    "gluoncv_mobilenetv2_1.0.sh": {"lr": 0.045, "num_epochs": 480, "batch_size": 40,
-                                   "num_gpus": 4, "wd": 0.00004, "lr_decay": 0.98,
-                                   "lr_decay_period": 1},
-}  # fmt: skip
+    "gluoncv_resnet50_v1d.sh": {
+        "lr": 0.4,
+        "lr_mode": "cosine",
+        "num_epochs": 120,
+        "batch_size": 128,
+        "num_gpus": 8,
+        "warmup_epochs": 5,
+    },
+    "gluoncv_resnet50_v1.sh": {
+        "lr": 0.1,
+        "num_epochs": 150,
+        "batch_size": 64,
+        "num_gpus": 4,
+        "lr_decay_epoch": "30,60,90",
+    },
+    "gluoncv_mobilenetv2_1.0.sh": {
+        "lr": 0.045,
+        "num_epochs": 480,
+        "batch_size": 40,
+        "num_gpus": 4,
+        "wd": 0.00004,
+        "lr_decay": 0.98,
+        "lr_decay_period": 1,
+    },
+}
 
 
 @pytest.mark.parametrize("name", list(IMAGENET))
@@ -132,8 +178,9 @@ def test_no_wd_flag_is_a_parameter_group_without_weight_decay() -> None:
     assert gluoncv.load(DATA / "gluoncv_resnet50_v1.sh").groups == ()
 
 
-def cifar_reference(lr: float, decay_epochs: list[int], factor: float, epochs: int,
-                    batches: int) -> list[float]:  # fmt: skip
+def cifar_reference(
+    lr: float, decay_epochs: list[int], factor: float, epochs: int, batches: int
+) -> list[float]:
     """``train_cifar10.py``: set_learning_rate(lr·decay) at the start of listed epochs."""
     schedule = [*decay_epochs, math.inf]
     count, rate, rates = 0, lr, []
@@ -166,21 +213,34 @@ def test_imagenet_command_converted_to_pytorch_reproduces_nag_trajectory(
     wd = options["wd"]
     expected = lr_inside(problem, rates, 0.9, wd, nesterov=True)
     assert conversion.state_scale is not None
-    got = lr_outside(problem, list(conversion.lr), list(conversion.momentum), wd, True,
-                     list(conversion.state_scale))  # fmt: skip
+    got = lr_outside(
+        problem,
+        list(conversion.lr),
+        list(conversion.momentum),
+        wd,
+        True,
+        list(conversion.state_scale),
+    )
     assert relative(expected, got) < 1e-10
 
 
 def test_cifar_command_converted_to_pytorch_reproduces_nag_trajectory() -> None:
     steps = 390 * 151 + 10
     rates = cifar_reference(0.1, [100, 150], 0.1, 200, 390)[:steps]
-    conversion = convert(gluoncv.load(DATA / "gluoncv_cifar_resnet20_v1.sh", steps=steps).recipe,
-                         "pytorch")  # fmt: skip
+    conversion = convert(
+        gluoncv.load(DATA / "gluoncv_cifar_resnet20_v1.sh", steps=steps).recipe, "pytorch"
+    )
     problem = Quadratic(steps, seed=2)
     expected = lr_inside(problem, rates, 0.9, 0.0001, nesterov=True)
     assert conversion.state_scale is not None
-    got = lr_outside(problem, list(conversion.lr), list(conversion.momentum), 0.0001, True,
-                     list(conversion.state_scale))  # fmt: skip
+    got = lr_outside(
+        problem,
+        list(conversion.lr),
+        list(conversion.momentum),
+        0.0001,
+        True,
+        list(conversion.state_scale),
+    )
     assert relative(expected, got) < 1e-10
 
 

@@ -25,14 +25,19 @@ DATA = Path(__file__).resolve().parents[2] / "data" / "recipes" / "mmengine"
 KEYS = ("begin", "end", "by_epoch")
 
 
-def run_mmengine(config: dict[str, Any], epoch_length: int, problem: Quadratic, steps: int
-                 ) -> tuple[list[float], list[float]]:  # fmt: skip
+def run_mmengine(
+    config: dict[str, Any], epoch_length: int, problem: Quadratic, steps: int
+) -> tuple[list[float], list[float]]:
     """Train with mmengine's schedulers: (lr used at each iteration, weights after it)."""
     o = config["optim_wrapper"]["optimizer"]
     w = torch.tensor([problem.start], dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.SGD([w], lr=o["lr"], momentum=o.get("momentum", 0),
-                                weight_decay=o.get("weight_decay", 0),
-                                nesterov=o.get("nesterov", False))  # fmt: skip
+    optimizer = torch.optim.SGD(
+        [w],
+        lr=o["lr"],
+        momentum=o.get("momentum", 0),
+        weight_decay=o.get("weight_decay", 0),
+        nesterov=o.get("nesterov", False),
+    )
     entries = config["param_scheduler"]
     schedulers = []
     for entry in entries if isinstance(entries, list) else [entries]:
@@ -70,14 +75,25 @@ def check(config: dict[str, Any], imported: Any, epoch_length: int, seed: int) -
     conversion = convert(recipe, "mxnet")
     o = config["optim_wrapper"]["optimizer"]
     scale = None if conversion.state_scale is None else list(conversion.state_scale)
-    got = lr_inside(problem, list(conversion.lr), list(conversion.momentum),
-                    o.get("weight_decay", 0.0), o.get("nesterov", False), scale)  # fmt: skip
+    got = lr_inside(
+        problem,
+        list(conversion.lr),
+        list(conversion.momentum),
+        o.get("weight_decay", 0.0),
+        o.get("nesterov", False),
+        scale,
+    )
     assert relative(reference, got) < 1e-10
 
 
-@pytest.mark.parametrize(("name", "epoch_length"), [
-    ("schedule_1x.py", 50), ("imagenet_bs256.py", 10), ("cifar10_bs128.py", 5),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "epoch_length"),
+    [
+        ("schedule_1x.py", 50),
+        ("imagenet_bs256.py", 10),
+        ("cifar10_bs128.py", 5),
+    ],
+)
 def test_real_configs_match_mmengine_schedulers_and_trajectory(
     name: str, epoch_length: int
 ) -> None:
@@ -90,27 +106,59 @@ def test_real_configs_match_mmengine_schedulers_and_trajectory(
 
 
 SCHEDULES = [
-    [dict(type="LinearLR", start_factor=0.01, by_epoch=True, begin=0, end=3,
-          convert_to_iter_based=True),
-     dict(type="CosineAnnealingLR", eta_min=0.001, by_epoch=True, begin=3, end=20,
-          convert_to_iter_based=True)],
-    [dict(type="ConstantLR", factor=0.5, by_epoch=False, begin=0, end=30),
-     dict(type="StepLR", step_size=4, gamma=0.7, by_epoch=True)],
-    [dict(type="ExponentialLR", gamma=0.98, by_epoch=False, begin=10, end=150),
-     dict(type="PolyLR", eta_min=0.0005, power=2.0, by_epoch=True, begin=8, end=20)],
-    [dict(type="MultiStepLR", milestones=[2, 2, 9], gamma=0.5, by_epoch=True,
-          convert_to_iter_based=True)],
-]  # fmt: skip
+    [
+        dict(
+            type="LinearLR",
+            start_factor=0.01,
+            by_epoch=True,
+            begin=0,
+            end=3,
+            convert_to_iter_based=True,
+        ),
+        dict(
+            type="CosineAnnealingLR",
+            eta_min=0.001,
+            by_epoch=True,
+            begin=3,
+            end=20,
+            convert_to_iter_based=True,
+        ),
+    ],
+    [
+        dict(type="ConstantLR", factor=0.5, by_epoch=False, begin=0, end=30),
+        dict(type="StepLR", step_size=4, gamma=0.7, by_epoch=True),
+    ],
+    [
+        dict(type="ExponentialLR", gamma=0.98, by_epoch=False, begin=10, end=150),
+        dict(type="PolyLR", eta_min=0.0005, power=2.0, by_epoch=True, begin=8, end=20),
+    ],
+    [
+        dict(
+            type="MultiStepLR",
+            milestones=[2, 2, 9],
+            gamma=0.5,
+            by_epoch=True,
+            convert_to_iter_based=True,
+        )
+    ],
+]
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_chained_schedulers_match_mmengine(schedule: list[dict[str, Any]]) -> None:
     config = {
-        "optim_wrapper": {"optimizer": {"type": "SGD", "lr": 0.1, "momentum": 0.9,
-                                        "weight_decay": 0.0005, "nesterov": True}},
+        "optim_wrapper": {
+            "optimizer": {
+                "type": "SGD",
+                "lr": 0.1,
+                "momentum": 0.9,
+                "weight_decay": 0.0005,
+                "nesterov": True,
+            }
+        },
         "param_scheduler": schedule,
         "train_cfg": {"type": "EpochBasedTrainLoop", "max_epochs": 20},
-    }  # fmt: skip
+    }
     imported = mmengine.to_recipe(config, "test.py", steps_per_epoch=8)
     check(config, imported, 8, seed=10)
 
@@ -128,7 +176,8 @@ def test_base_files_merge_like_mmengine_config(tmp_path: Path) -> None:
     imported = mmengine.load(tmp_path / "child.py")
     recipe = imported.recipe
     assert (recipe.lr, recipe.momentum, recipe.steps) == (0.01, 0.9, 100)
-    assert recipe.lr_per_step()[49] == 0.01 and recipe.lr_per_step()[50] == pytest.approx(0.001)
+    assert recipe.lr_per_step()[49] == 0.01
+    assert recipe.lr_per_step()[50] == pytest.approx(0.001)
     groups = [(g.name, g.lr_factor, g.weight_decay) for g in imported.groups]
     assert groups == [("bias", 2.0, 0.0), ("norm", 1.0, 0.0)]
 
@@ -149,15 +198,25 @@ def test_the_config_is_read_not_run(tmp_path: Path) -> None:
     [
         ({"optim_wrapper": {"optimizer": {"type": "AdamW", "lr": 1e-3}}}, "'AdamW' is not SGD"),
         ({"param_scheduler": [{"type": "OneCycleLR"}]}, "type 'OneCycleLR' is not read"),
-        ({"param_scheduler": [{"type": "StepLR", "step_size": 2, "by_epoch": True}],
-          "train_cfg": {"type": "IterBasedTrainLoop", "max_iters": 10}}, "never steps"),
+        (
+            {
+                "param_scheduler": [{"type": "StepLR", "step_size": 2, "by_epoch": True}],
+                "train_cfg": {"type": "IterBasedTrainLoop", "max_iters": 10},
+            },
+            "never steps",
+        ),
         ({"param_scheduler": [{"type": "LinearLR", "begin": 5, "end": 5}]}, "end must be larger"),
         ({"train_cfg": {"max_epochs": 3}}, "give --steps-per-epoch"),
-        ({"param_scheduler": [{"type": "MultiStepLR", "milestones": 3}]}, "milestones must be a list"),
+        (
+            {"param_scheduler": [{"type": "MultiStepLR", "milestones": 3}]},
+            "milestones must be a list",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_configs_are_refused_with_the_field_named(config: dict[str, Any], message: str) -> None:
-    base = {"optim_wrapper": {"optimizer": {"type": "SGD", "lr": 0.1, "momentum": 0.9}},
-            "train_cfg": {"type": "IterBasedTrainLoop", "max_iters": 10}}  # fmt: skip
+    base = {
+        "optim_wrapper": {"optimizer": {"type": "SGD", "lr": 0.1, "momentum": 0.9}},
+        "train_cfg": {"type": "IterBasedTrainLoop", "max_iters": 10},
+    }
     with pytest.raises(RecipeError, match=message):
         mmengine.to_recipe({**base, **config}, "bad.py")

@@ -110,11 +110,23 @@ def fit_scheduler(args: dict[str, Any]) -> tuple[Any, int]:
 REAL = {
     # set_defaults of each script over fit.py's defaults (lr 0.1, lr_factor 0.1, mom 0.9,
     # wd 1e-4, batch 128, optimizer sgd), read off the files by hand.
-    "mxnet_train_imagenet.py": {"lr": 0.1, "lr_factor": 0.1, "lr_step_epochs": "30,60",
-                                "num_examples": 1281167, "batch_size": 128, "num_epochs": 80},
-    "mxnet_train_cifar10.py": {"lr": 0.05, "lr_factor": 0.1, "lr_step_epochs": "200,250",
-                               "num_examples": 50000, "batch_size": 128, "num_epochs": 300},
-}  # fmt: skip
+    "mxnet_train_imagenet.py": {
+        "lr": 0.1,
+        "lr_factor": 0.1,
+        "lr_step_epochs": "30,60",
+        "num_examples": 1281167,
+        "batch_size": 128,
+        "num_epochs": 80,
+    },
+    "mxnet_train_cifar10.py": {
+        "lr": 0.05,
+        "lr_factor": 0.1,
+        "lr_step_epochs": "200,250",
+        "num_examples": 50000,
+        "batch_size": 128,
+        "num_epochs": 300,
+    },
+}
 
 
 @pytest.mark.parametrize("name", list(REAL))
@@ -148,14 +160,34 @@ def test_real_example_script_converted_to_pytorch_reproduces_mxnet_trajectory(na
 
 
 SCHEDULERS = [
-    ({"type": "FactorScheduler", "step": 7, "factor": 0.5, "stop_factor_lr": 0.02,
-      "warmup_steps": 5, "warmup_begin_lr": 0.01}, "sgd"),
-    ({"type": "MultiFactorScheduler", "step": [10, 25, 26], "factor": 0.3,
-      "warmup_steps": 4, "warmup_mode": "constant", "warmup_begin_lr": 0.05}, "nag"),
-    ({"type": "PolyScheduler", "max_update": 40, "pwr": 2, "final_lr": 0.001,
-      "warmup_steps": 6}, "sgd"),
+    (
+        {
+            "type": "FactorScheduler",
+            "step": 7,
+            "factor": 0.5,
+            "stop_factor_lr": 0.02,
+            "warmup_steps": 5,
+            "warmup_begin_lr": 0.01,
+        },
+        "sgd",
+    ),
+    (
+        {
+            "type": "MultiFactorScheduler",
+            "step": [10, 25, 26],
+            "factor": 0.3,
+            "warmup_steps": 4,
+            "warmup_mode": "constant",
+            "warmup_begin_lr": 0.05,
+        },
+        "nag",
+    ),
+    (
+        {"type": "PolyScheduler", "max_update": 40, "pwr": 2, "final_lr": 0.001, "warmup_steps": 6},
+        "sgd",
+    ),
     ({"type": "CosineScheduler", "max_update": 45, "final_lr": 0.01}, "nag"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("scheduler", "optimizer"), SCHEDULERS)
@@ -165,9 +197,13 @@ def test_every_mxnet_scheduler_matches_lr_scheduler_py_and_its_trajectory(
     steps = 60
     config = {
         "optimizer": optimizer,
-        "optimizer_params": {"learning_rate": 0.2, "momentum": 0.9, "wd": 0.001,
-                             "lr_scheduler": scheduler},
-    }  # fmt: skip
+        "optimizer_params": {
+            "learning_rate": 0.2,
+            "momentum": 0.9,
+            "wd": 0.001,
+            "lr_scheduler": scheduler,
+        },
+    }
     imported = mxnet.to_recipe(config, "test", steps=steps)
     kind = scheduler["type"]
     args = {k: v for k, v in scheduler.items() if k != "type"}

@@ -28,7 +28,8 @@ from momentum_convert.importers import timm
 from .trajectories import Quadratic, lr_outside, relative
 
 _SPEC = importlib.util.find_spec("timm")
-assert _SPEC is not None and _SPEC.submodule_search_locations, "timm is not installed"
+if _SPEC is None or not _SPEC.submodule_search_locations:
+    raise ImportError("timm is not installed; .ci/run installs it (pip install --no-deps timm)")
 TIMM_DIR = Path(next(iter(_SPEC.submodule_search_locations)))
 if "timm" not in sys.modules:
     _package = types.ModuleType("timm")

@@ -33,10 +33,19 @@ def run(*argv: str) -> tuple[int, str, str]:
         ("tf1", "tf1_momentum_piecewise.json"),
         ("optax", "optax_sgd_piecewise.yaml"),
         ("torch7", "torch7_sgd.yaml"),
+        ("mxnet", "mxnet_train_cifar10.py"),
+        ("gluoncv", "gluoncv_cifar_resnet20_v1.sh"),
+        ("detectron", "detectron_tutorial_1gpu_e2e_faster_rcnn_R-50-FPN.yaml"),
+        ("detectron2", "detectron2/quick_schedules/mask_rcnn_R_50_FPN_training_acc_test.yaml"),
+        ("mmengine", "mmengine/cifar10_bs128.py"),
+        ("timm", "timm_seresnext26t_32x4d.sh"),
     ],
 )
 def test_realistic_files_import_with_the_convert_json_contract(kind: str, name: str) -> None:
-    code, out, err = run("import", kind, str(DATA / name), "--to", "pytorch", "--format", "json")
+    code, out, err = run(
+        "import", kind, str(DATA / name), "--to", "pytorch", "--format", "json",
+        "--steps-per-epoch", "20",
+    )  # fmt: skip
     assert code == 0, err
     data = json.loads(out)
     for key in ("exact", "verdict", "notes", "hyperparameters", "per_step", "steps"):
@@ -44,6 +53,27 @@ def test_realistic_files_import_with_the_convert_json_contract(kind: str, name: 
     assert data["to"] == "pytorch"
     assert data["imported"]["kind"] == kind
     assert len(data["per_step"]["lr"]) == data["steps"]
+    assert isinstance(data["imported"]["groups"], list)
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "group"),
+    [
+        ("detectron", "detectron_e2e_mask_rcnn_R-50-FPN_1x.yaml", "bias"),
+        ("detectron2", "detectron2/Base-RCNN-FPN.yaml", "norm"),
+        ("gluoncv", "gluoncv_resnet50_v1d.sh", "beta/gamma/bias"),
+        ("timm", "timm_resnext50_32x4d.sh", "1-D (bias, norm)"),
+    ],
+)
+def test_parameter_groups_are_in_the_json_and_the_notes(kind: str, name: str, group: str) -> None:
+    code, out, err = run(
+        "import", kind, str(DATA / name), "--to", "sutskever", "--format", "json",
+        "--steps", "50", "--steps-per-epoch", "10",
+    )  # fmt: skip
+    assert code == 0, err
+    data = json.loads(out)
+    assert group in [g["name"] for g in data["imported"]["groups"]]
+    assert any(note.startswith(f"parameter group {group!r}") for note in data["notes"])
 
 
 def test_caffe_import_table_shows_the_momentum_spike_at_the_cut() -> None:
@@ -111,6 +141,13 @@ BROKEN = [
     ("torch7", "args.json", '{"learningRate": "fast"}', "learningRate"),
     ("torch7", "args.json", '{"learningRate": 0.1, "momentum": 1.5}', "momentum"),
     ("torch7", "args.json", '{"learningRate": 0.1, "weightDecay": -1}', "weightDecay"),
+    ("mxnet", "args.json", '{"optimizer": "adam"}', "optimizer 'adam'"),
+    ("gluoncv", "train.sh", "python train_imagenet.py --lr-mode exp\n", "--lr-mode"),
+    ("detectron", "cfg.yaml", "SOLVER:\n  LR_POLICY: poly\n", "LR_POLICY"),
+    ("detectron2", "cfg.yaml", "SOLVER:\n  STEPS: 5\n", "STEPS"),
+    ("mmengine", "cfg.py", "optim_wrapper = dict(optimizer=dict(type='Adam', lr=1))\n", "'Adam'"),
+    ("mmengine", "cfg.py", "optim_wrapper = dict(\n", "not valid Python"),
+    ("timm", "args.yaml", "opt: lamb\nlr: 0.1\n", "opt 'lamb'"),
 ]
 
 

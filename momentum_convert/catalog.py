@@ -1118,6 +1118,38 @@ def _entries() -> list[CatalogEntry]:
 ENTRIES: dict[str, CatalogEntry] = {entry.name: entry for entry in _entries()}
 
 
+def _choices(values: set[str]) -> str:
+    return ", ".join(sorted(values))
+
+
+def select(
+    framework: str | None = None, convention: str | None = None, dataset: str | None = None
+) -> list[CatalogEntry]:
+    """The entries run with ``framework``, written in ``convention``, trained on ``dataset``
+    (each ``None`` for any; case-insensitive; ``dataset`` matches one of an entry's
+    ``/``-separated data sets).
+
+    Raises:
+        RecipeError: a value no entry has (the message lists those the catalog has).
+    """
+    entries = list(ENTRIES.values())
+    wanted = {
+        "framework": (framework, lambda e: {e.framework}),
+        "convention": (convention, lambda e: {e.convention}),
+        "dataset": (dataset, lambda e: set(e.dataset.split("/"))),
+    }
+    for label, (value, of) in wanted.items():
+        if value is None:
+            continue
+        known = set().union(*(of(e) for e in ENTRIES.values()))
+        if value.lower() not in known:
+            raise RecipeError(
+                f"no recipe has {label} {value!r}; the catalog has {_choices(known)}."
+            )
+        entries = [e for e in entries if value.lower() in of(e)]
+    return entries
+
+
 def get(name: str) -> CatalogEntry:
     """The catalog entry called ``name``.
 

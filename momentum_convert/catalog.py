@@ -3,9 +3,13 @@
 A :class:`CatalogEntry` records what a paper or its official code states: the citation,
 the convention (who put the learning rate where), batch size, epochs, the schedule at the
 exact step index of the framework that ran it, what was checked and where, and what is
-uncertain. :meth:`CatalogEntry.recipe` builds the :class:`~momentum_convert.recipe.Recipe`
+uncertain, the code that ran it (``framework``) and its data set.
+:meth:`CatalogEntry.recipe` builds the :class:`~momentum_convert.recipe.Recipe`
 for a given number of optimizer steps per epoch, ready for
-:func:`momentum_convert.conversion.convert`. Use :func:`get` and :data:`ENTRIES`.
+:func:`momentum_convert.conversion.convert`. Use :func:`get`, :func:`select` (by framework,
+convention, data set) and :data:`ENTRIES`. The model-zoo entries (GluonCV, MXNet,
+Detectron, detectron2, mmengine, timm) evaluate their schedules with the importers'
+framework rules (:mod:`momentum_convert.importers`).
 
 Step indexing (REFERENCE.md, "Scheduler timing"): index ``i`` of a schedule is the
 0-based update. Torch7 scripts that set ``optimState.learningRate`` at the start of

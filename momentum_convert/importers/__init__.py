@@ -3,9 +3,16 @@
 Each importer reads its format into a dataclass of the source's own fields
 (:class:`~momentum_convert.importers.caffe.CaffeSolver`,
 :class:`~momentum_convert.importers.keras.KerasSGDConfig`,
-:class:`~momentum_convert.importers.args.FrameworkArgs`), then maps those to a
+:class:`~momentum_convert.importers.args.FrameworkArgs`,
+:class:`~momentum_convert.importers.detectron.DetectronSolver`, ...), then maps those to a
 :class:`~momentum_convert.recipe.Recipe` in the framework's convention, with the schedule
-evaluated at the framework's own step index. :func:`load` picks the importer by kind.
+evaluated at the framework's own step index (the model-zoo importers, one module per
+framework, evaluate it with the framework's own rule into an
+:class:`~momentum_convert.importers.imported.Evaluated` schedule), and reports the
+parameter groups the framework trains with other factors as
+:class:`~momentum_convert.importers.imported.ParameterGroup`. Python configs are read by
+:mod:`~momentum_convert.importers.pyconfig`, never executed. :func:`load` picks the
+importer by kind.
 """
 
 from __future__ import annotations

@@ -490,3 +490,41 @@ def test_model_zoo_entries_are_their_real_files_as_the_importers_read_them(
     np.testing.assert_array_equal(recipe.momentum_per_step(), imported.momentum_per_step())
     assert (recipe.convention, recipe.nesterov) == (imported.convention, imported.nesterov)
     assert recipe.weight_decay == imported.weight_decay
+
+
+def catalog_table_rows() -> list[str]:
+    """docs/recipes.md's catalog table, one row per entry, from the catalog itself."""
+    rows = []
+    for e in catalog.ENTRIES.values():
+        epochs = "—" if e.epochs is None else f"{e.epochs:.4g}"
+        convention = e.convention + (", Nesterov" if e.nesterov else "")
+        cells = [
+            f"`{e.name}`",
+            e.title,
+            e.framework,
+            convention,
+            e.dataset,
+            f"{e.lr:g}",
+            str(e.batch_size),
+            epochs,
+            e.citation,
+        ]
+        rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return rows
+
+
+def test_docs_catalog_table_is_the_catalog() -> None:
+    """docs/recipes.md lists every entry with the values `recipe list` prints."""
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "recipes.md"
+    lines = page.read_text().splitlines()
+    header = lines.index(
+        "| name | recipe | framework | convention | data set | lr | batch | epochs | source |"
+    )
+    documented = []
+    for line in lines[header + 2 :]:
+        if not line.startswith("|"):
+            break
+        documented.append(line)
+    assert documented == catalog_table_rows()

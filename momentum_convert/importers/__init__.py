@@ -63,10 +63,22 @@ def load(
     iterations, or derive the epoch length from the file, and ignore it).
 
     Raises:
-        RecipeError: an unknown kind, or a file the importer refuses (the message names
-            the field).
+        RecipeError: an unknown kind, a file that is not UTF-8 text, or a file the importer
+            refuses (the message names the field).
         OSError: the file cannot be read.
     """
+    try:
+        return _load(kind, path, steps, steps_per_epoch)
+    except UnicodeDecodeError as exc:
+        raise RecipeError(
+            f"{Path(path).name}: not a text file (byte {exc.start} is not UTF-8); give the"
+            f" {kind} file itself."
+        ) from None
+
+
+def _load(
+    kind: str, path: str | Path, steps: int | None, steps_per_epoch: int | None
+) -> ImportedRecipe:
     if kind == "caffe":
         return caffe.load(path, steps=steps)
     if kind == "keras":

@@ -274,6 +274,7 @@ def to_recipe(
                 f"{source}: max_iter is missing, so the number of steps is unknown; give --steps."
             )
         steps = solver.max_iter
+    steps = fields.step_count(steps, source)
     recipe = Recipe(
         convention="caffe",
         lr=solver.base_lr,

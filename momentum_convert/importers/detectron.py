@@ -167,7 +167,7 @@ def parse_solver(obj: Any, source: str) -> DetectronSolver:
 def to_recipe(obj: Any, source: str, steps: int | None = None) -> ImportedRecipe:
     """Map a Detectron config to a ``caffe`` recipe (Caffe2's history form)."""
     solver = parse_solver(obj, source)
-    steps = solver["MAX_ITER"] if steps is None else steps
+    steps = fields.step_count(solver["MAX_ITER"] if steps is None else steps, source)
     lr = solver.learning_rates(steps)
     momentum = solver.momentum_per_step(lr)
     corrected = int(np.count_nonzero(momentum != solver["MOMENTUM"]))

@@ -205,7 +205,7 @@ def parse_solver(given: dict[str, Any], source: str) -> Detectron2Solver:
 def to_recipe(given: dict[str, Any], source: str, steps: int | None = None) -> ImportedRecipe:
     """Map ``SOLVER`` to a ``pytorch`` recipe with its bias and norm groups."""
     solver = parse_solver(given, source)
-    steps = solver["MAX_ITER"] if steps is None else steps
+    steps = fields.step_count(solver["MAX_ITER"] if steps is None else steps, source)
     lr = solver.learning_rates(steps)
     notes = [
         f"IMS_PER_BATCH {solver['IMS_PER_BATCH']} images per iteration"

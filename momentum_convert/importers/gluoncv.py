@@ -179,7 +179,7 @@ def to_recipe(command: GluonCVCommand, source: str, steps: int | None = None) ->
         else:
             decay = _epochs(command.get("lr-decay-epoch"), "--lr-decay-epoch", where)
         total = epochs * iters
-        steps = total if steps is None else steps
+        steps = fields.step_count(total if steps is None else steps, where)
         rates = imagenet_rates(lr, mode, epochs, warmup, iters, decay, factor, steps)
         label = (f"gluoncv LRSequential(warmup {warmup} epochs, {mode}, {epochs} epochs,"
                  f" {iters} iters/epoch)")  # fmt: skip
@@ -187,7 +187,7 @@ def to_recipe(command: GluonCVCommand, source: str, steps: int | None = None) ->
         iters = CIFAR_TRAIN // batch
         decay = _epochs(command.get("lr-decay-epoch"), "--lr-decay-epoch", where)
         total = epochs * iters
-        steps = total if steps is None else steps
+        steps = fields.step_count(total if steps is None else steps, where)
         epoch_of_step = np.arange(steps) // iters
         count = np.searchsorted(np.asarray(sorted(decay)), epoch_of_step, side="right")
         rates = lr * np.power(factor, count)

@@ -331,6 +331,7 @@ def to_recipe(
         raise RecipeError(
             f"{source}: by_epoch schedulers need --steps-per-epoch (len(train_dataloader))."
         )
+    steps = fields.step_count(steps, source)
     rates = learning_rates(lr, schedulers, steps, steps_per_epoch)
     label = "mmengine " + " + ".join(s.kind for s in schedulers) if schedulers else "constant"
     if steps_per_epoch is not None:

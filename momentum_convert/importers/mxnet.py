@@ -254,6 +254,7 @@ def to_recipe(obj: dict[str, Any], source: str, steps: int | None = None) -> Imp
             notes.append(
                 f"arguments that do not shape the optimizer: {', '.join(sorted(unknown))}."
             )
+    steps = fields.step_count(steps, source)
     label = "constant" if scheduler is None else scheduler.describe()
     per_step = np.full(steps, lr) if scheduler is None else scheduler.learning_rates(steps)
     recipe = Recipe(

@@ -256,6 +256,7 @@ def to_recipe(
     cooldown = fields.integer(a["cooldown_epochs"], "cooldown_epochs", source) * unit
     total_epochs = int(schedule.length(cooldown) // unit)
     steps = total_epochs * steps_per_epoch if steps is None else steps
+    steps = fields.step_count(steps, source)
     index = np.arange(steps) if per_update else np.arange(steps) // steps_per_epoch
     distinct, where = np.unique(index, return_inverse=True)
     rates: FloatArray = np.array([schedule.lr_at(int(t)) for t in distinct])[where]

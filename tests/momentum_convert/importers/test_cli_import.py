@@ -43,9 +43,16 @@ def run(*argv: str) -> tuple[int, str, str]:
 )
 def test_realistic_files_import_with_the_convert_json_contract(kind: str, name: str) -> None:
     code, out, err = run(
-        "import", kind, str(DATA / name), "--to", "pytorch", "--format", "json",
-        "--steps-per-epoch", "20",
-    )  # fmt: skip
+        "import",
+        kind,
+        str(DATA / name),
+        "--to",
+        "pytorch",
+        "--format",
+        "json",
+        "--steps-per-epoch",
+        "20",
+    )
     assert code == 0, err
     data = json.loads(out)
     for key in ("exact", "verdict", "notes", "hyperparameters", "per_step", "steps"):
@@ -67,9 +74,18 @@ def test_realistic_files_import_with_the_convert_json_contract(kind: str, name: 
 )
 def test_parameter_groups_are_in_the_json_and_the_notes(kind: str, name: str, group: str) -> None:
     code, out, err = run(
-        "import", kind, str(DATA / name), "--to", "sutskever", "--format", "json",
-        "--steps", "50", "--steps-per-epoch", "10",
-    )  # fmt: skip
+        "import",
+        kind,
+        str(DATA / name),
+        "--to",
+        "sutskever",
+        "--format",
+        "json",
+        "--steps",
+        "50",
+        "--steps-per-epoch",
+        "10",
+    )
     assert code == 0, err
     data = json.loads(out)
     assert group in [g["name"] for g in data["imported"]["groups"]]
@@ -88,9 +104,14 @@ def test_caffe_import_table_shows_the_momentum_spike_at_the_cut() -> None:
 
 def test_python_format_writes_pytorch_code_that_compiles() -> None:
     code, out, _ = run(
-        "import", "caffe", str(DATA / "caffe_alexnet_solver.prototxt"), "--to", "pytorch",
-        "--format", "python",
-    )  # fmt: skip
+        "import",
+        "caffe",
+        str(DATA / "caffe_alexnet_solver.prototxt"),
+        "--to",
+        "pytorch",
+        "--format",
+        "python",
+    )
     assert code == 0
     compile(out, "exported.py", "exec")
     assert "torch.optim.SGD" in out
@@ -98,9 +119,14 @@ def test_python_format_writes_pytorch_code_that_compiles() -> None:
 
 def test_keras_format_writes_a_keras3_config() -> None:
     code, out, _ = run(
-        "import", "caffe", str(DATA / "caffe_resnet_cifar_solver.prototxt"), "--to", "keras3",
-        "--format", "keras",
-    )  # fmt: skip
+        "import",
+        "caffe",
+        str(DATA / "caffe_resnet_cifar_solver.prototxt"),
+        "--to",
+        "keras3",
+        "--format",
+        "keras",
+    )
     assert code == 0
     config = json.loads(out)
     assert config["class_name"] == "SGD"
@@ -109,9 +135,14 @@ def test_keras_format_writes_a_keras3_config() -> None:
 
 def test_keras_format_refuses_a_per_step_momentum_with_exit_2() -> None:
     code, _, err = run(
-        "import", "caffe", str(DATA / "caffe_resnet_cifar_solver.prototxt"), "--to", "pytorch",
-        "--format", "keras",
-    )  # fmt: skip
+        "import",
+        "caffe",
+        str(DATA / "caffe_resnet_cifar_solver.prototxt"),
+        "--to",
+        "pytorch",
+        "--format",
+        "keras",
+    )
     assert code == 2
     assert "keras" in err
 
@@ -164,14 +195,69 @@ def test_broken_file_exits_2_with_the_field_named(
     assert out == ""
 
 
+@pytest.mark.parametrize("kind", ["caffe", "keras", "mxnet", "gluoncv", "detectron", "timm"])
+def test_a_binary_file_exits_2_with_one_sentence(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "weights.bin"
+    path.write_bytes(bytes(range(128, 256)) * 4)
+    code, out, err = run("import", kind, str(path), "--to", "pytorch", "--steps-per-epoch", "5")
+    assert code == 2
+    assert "weights.bin: not a text file (byte 0 is not UTF-8)" in err
+    assert "Traceback" not in err
+    assert out == ""
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "text"),
+    [
+        ("caffe", "solver.prototxt", 'base_lr: 0.1\nlr_policy: "fixed"\nmax_iter: 1000000000000\n'),
+        ("detectron2", "cfg.yaml", "SOLVER:\n  MAX_ITER: 1000000000000\n"),
+        (
+            "mmengine",
+            "cfg.py",
+            "optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.1))\n"
+            "train_cfg = dict(type='IterBasedTrainLoop', max_iters=10**12)\n",
+        ),
+        ("timm", "args.yaml", "lr: 0.1\nepochs: 100000000\n"),
+    ],
+)
+def test_a_run_too_long_to_evaluate_exits_2_and_asks_for_steps(
+    tmp_path: Path, kind: str, name: str, text: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    code, _, err = run("import", kind, str(path), "--to", "pytorch", "--steps-per-epoch", "5")
+    assert code == 2
+    assert "optimizer steps is more than an import evaluates (20,000,000); give --steps N" in err
+    code, out, _ = run(
+        "import",
+        kind,
+        str(path),
+        "--to",
+        "pytorch",
+        "--steps-per-epoch",
+        "5",
+        "--steps",
+        "10",
+        "--format",
+        "json",
+    )
+    assert code == 0
+    assert json.loads(out)["steps"] == 10
+
+
 def test_missing_file_and_bad_steps_exit_2(tmp_path: Path) -> None:
     code, _, err = run("import", "caffe", str(tmp_path / "none.prototxt"), "--to", "pytorch")
     assert code == 2
     assert "none.prototxt" in err
     code, _, err = run(
-        "import", "caffe", str(DATA / "caffe_alexnet_solver.prototxt"), "--to", "pytorch",
-        "--steps", "0",
-    )  # fmt: skip
+        "import",
+        "caffe",
+        str(DATA / "caffe_alexnet_solver.prototxt"),
+        "--to",
+        "pytorch",
+        "--steps",
+        "0",
+    )
     assert code == 2
     assert "--steps" in err
 

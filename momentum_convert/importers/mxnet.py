@@ -23,6 +23,12 @@ scheduler at ``num_update = t``. The schedulers (``python/mxnet/lr_scheduler.py`
 - warmup (all four), for ``t < W = warmup_steps``: ``linear`` ``begin + (base − begin)·t/W``;
   ``constant`` ``begin``.
 
+An optimizer ``learning_rate`` given beside an ``lr_scheduler`` overwrites the scheduler's
+``base_lr`` attribute after its constructor ran (``Optimizer.__init__`` in 1.x, where
+``SGD``'s ``learning_rate`` defaults to ``None``): Factor/MultiFactor then decay that value,
+while the warmup still ramps to the constructor's ``base_lr`` (default 0.01) and
+Poly/Cosine keep theirs (``base_lr_orig``).
+
 ``example/image-classification/common/fit.py`` (v1.x) builds the scheduler from its
 arguments in ``_get_lr_scheduler``: ``MultiFactorScheduler(step=[epoch_size·e for e in
 lr_step_epochs], factor=lr_factor, base_lr=lr)`` (or ``PolyScheduler(num_epochs·epoch_size,
@@ -88,7 +94,12 @@ class MXNetScheduler:
         """The learning rate of updates ``1..steps`` (``num_update = t``)."""
         a = dict(self.arguments)
         t = np.arange(1, steps + 1, dtype=np.float64)
-        base, warm = float(a["base_lr"]), int(a["warmup_steps"])
+        # The constructor's base_lr is the warmup's target and Poly/Cosine's base_lr_orig;
+        # an optimizer learning_rate overwrites only the base_lr attribute that
+        # Factor/MultiFactor decay (Optimizer.__init__).
+        built, warm = float(a["base_lr"]), int(a["warmup_steps"])
+        override = a.get("optimizer_learning_rate")
+        base = built if override is None else float(override)
         if self.kind == "MultiFactorScheduler":
             crossed = np.searchsorted(np.asarray(a["step"], dtype=np.float64), t, side="left")
             lr = base * np.power(float(a["factor"]), crossed)
@@ -105,10 +116,10 @@ class MXNetScheduler:
                 # π·(t − W)/(M − W) in MXNet's order of operations.
                 angle = math.pi * (np.minimum(t, top) - warm) / float(top - warm)
                 shape = (1.0 + np.cos(angle)) / 2.0
-            lr = final + (base - final) * shape
+            lr = final + (built - final) * shape
         if warm > 0:
             begin = float(a["warmup_begin_lr"])
-            ramp = begin + (base - begin) * t / warm if a["warmup_mode"] == "linear" else begin
+            ramp = begin + (built - begin) * t / warm if a["warmup_mode"] == "linear" else begin
             lr = np.where(t < warm, ramp, lr)
         return np.asarray(lr, dtype=np.float64)
 
@@ -116,15 +127,20 @@ class MXNetScheduler:
         return f"mxnet.{self.kind}(" + ", ".join(f"{k}={v!r}" for k, v in self.arguments) + ")"
 
 
-def parse_scheduler(obj: Any, base_lr: float, source: str) -> MXNetScheduler:
-    """An ``lr_scheduler`` object ``{"type": CLASS, ...}`` with MXNet's argument names."""
+def parse_scheduler(obj: Any, source: str, learning_rate: float | None = None) -> MXNetScheduler:
+    """An ``lr_scheduler`` object ``{"type": CLASS, ...}`` with MXNet's argument names.
+
+    ``learning_rate`` is the optimizer's, when given: MXNet's ``Optimizer`` then overwrites
+    the scheduler's ``base_lr`` attribute with it (after the constructor has used its own
+    ``base_lr``, default 0.01, for the warmup target and Poly/Cosine's starting value).
+    """
     if not isinstance(obj, dict) or obj.get("type") not in SCHEDULERS:
         raise RecipeError(
             f"{source}: lr_scheduler must be an object with type one of {', '.join(SCHEDULERS)},"
             f" got {obj!r}."
         )
     kind = obj["type"]
-    accepted = {**SCHEDULERS[kind], **_WARMUP, "base_lr": base_lr}
+    accepted = {**SCHEDULERS[kind], **_WARMUP}
     unknown = sorted(set(obj) - set(accepted) - {"type"})
     if unknown:
         raise RecipeError(
@@ -163,6 +179,8 @@ def parse_scheduler(obj: Any, base_lr: float, source: str) -> MXNetScheduler:
             a["pwr"] = fields.number(a["pwr"], "pwr", where)
         if a["max_update"] <= a["warmup_steps"]:
             raise RecipeError(f"{where}: max_update must exceed warmup_steps.")
+    if learning_rate is not None:
+        a["optimizer_learning_rate"] = learning_rate
     return MXNetScheduler(kind, tuple(a.items()))
 
 
@@ -194,14 +212,14 @@ def _fit_scheduler(args: dict[str, Any], source: str) -> tuple[MXNetScheduler | 
     if "pow" in text:
         power = fields.number(text.replace("pow", "").strip(" -"), "lr_step_epochs power", source)
         poly = {"type": "PolyScheduler", "max_update": epochs * size, "pwr": power}
-        return parse_scheduler(poly, lr, source), size, epochs * size
+        return parse_scheduler({**poly, "base_lr": lr}, source, lr), size, epochs * size
     begin = int(args["load_epoch"] or 0)
     marks = [fields.integer(e, "lr_step_epochs", source) for e in text.split(",")]
     steps = [size * (e - begin) for e in marks if e - begin > 0]
     if not steps:
         return None, size, epochs * size
     multi = {"type": "MultiFactorScheduler", "step": steps, "factor": factor}
-    return parse_scheduler(multi, lr, source), size, epochs * size
+    return parse_scheduler({**multi, "base_lr": lr}, source, lr), size, epochs * size
 
 
 def _optimizer(name: object, source: str) -> bool:
@@ -220,11 +238,18 @@ def to_recipe(obj: dict[str, Any], source: str, steps: int | None = None) -> Imp
         if not isinstance(params, dict):
             raise RecipeError(f"{source}: optimizer_params must be a mapping, got {params!r}.")
         nesterov = _optimizer(obj.get("optimizer", "sgd"), source)
-        lr = fields.non_negative(params.get("learning_rate", 0.01), "learning_rate", source)
+        given = params.get("learning_rate")
+        given = None if given is None else fields.non_negative(given, "learning_rate", source)
         momentum = fields.momentum(params.get("momentum", 0.0), "momentum", source)
         wd = fields.non_negative(params.get("wd", 0.0), "wd", source)
         raw = params.get("lr_scheduler")
-        scheduler = None if raw is None else parse_scheduler(raw, lr, source)
+        scheduler = None if raw is None else parse_scheduler(raw, source, given)
+        if given is not None:
+            lr = given
+        elif scheduler is not None:
+            lr = float(dict(scheduler.arguments)["base_lr"])
+        else:
+            lr = 0.01  # Optimizer.__init__: no learning_rate and no scheduler
         if steps is None:
             steps = fields.positive_integer(obj.get("num_update", 0) or 1000, "num_update", source)
             if "num_update" not in obj:

@@ -163,6 +163,7 @@ SCHEDULERS = [
     (
         {
             "type": "FactorScheduler",
+            "base_lr": 0.2,
             "step": 7,
             "factor": 0.5,
             "stop_factor_lr": 0.02,
@@ -174,6 +175,7 @@ SCHEDULERS = [
     (
         {
             "type": "MultiFactorScheduler",
+            "base_lr": 0.2,
             "step": [10, 25, 26],
             "factor": 0.3,
             "warmup_steps": 4,
@@ -183,10 +185,17 @@ SCHEDULERS = [
         "nag",
     ),
     (
-        {"type": "PolyScheduler", "max_update": 40, "pwr": 2, "final_lr": 0.001, "warmup_steps": 6},
+        {
+            "type": "PolyScheduler",
+            "base_lr": 0.2,
+            "max_update": 40,
+            "pwr": 2,
+            "final_lr": 0.001,
+            "warmup_steps": 6,
+        },
         "sgd",
     ),
-    ({"type": "CosineScheduler", "max_update": 45, "final_lr": 0.01}, "nag"),
+    ({"type": "CosineScheduler", "base_lr": 0.2, "max_update": 45, "final_lr": 0.01}, "nag"),
 ]
 
 
@@ -208,7 +217,7 @@ def test_every_mxnet_scheduler_matches_lr_scheduler_py_and_its_trajectory(
     kind = scheduler["type"]
     args = {k: v for k, v in scheduler.items() if k != "type"}
     warm = {
-        "base_lr": 0.2,
+        "base_lr": args.pop("base_lr"),
         "warmup_steps": args.pop("warmup_steps", 0),
         "warmup_begin_lr": args.pop("warmup_begin_lr", 0),
         "mode": args.pop("warmup_mode", "linear"),
@@ -232,6 +241,35 @@ def test_every_mxnet_scheduler_matches_lr_scheduler_py_and_its_trajectory(
         problem, list(conversion.lr), list(conversion.momentum), 0.001, nesterov, scale
     )
     assert relative(expected, got) < 1e-10
+
+
+@pytest.mark.parametrize("kind", ["MultiFactorScheduler", "PolyScheduler"])
+def test_optimizer_learning_rate_overwrites_only_the_schedulers_base_lr_attribute(
+    kind: str,
+) -> None:
+    """Optimizer.__init__ sets lr_scheduler.base_lr = learning_rate after construction."""
+    steps = 40
+    if kind == "MultiFactorScheduler":
+        args: dict[str, Any] = {"step": [20], "factor": 0.5}
+    else:
+        args = {"max_update": 30, "final_lr": 0.0, "pwr": 2}
+    scheduler = {"type": kind, "base_lr": 0.05, "warmup_steps": 8, **args}
+    config = {
+        "optimizer": "sgd",
+        "optimizer_params": {"learning_rate": 0.2, "momentum": 0.9, "lr_scheduler": scheduler},
+    }
+    recipe = mxnet.to_recipe(config, "test", steps=steps).recipe
+    warm = {"base_lr": 0.05, "warmup_steps": 8, "warmup_begin_lr": 0, "mode": "linear"}
+    reference: Any = (
+        MultiFactorScheduler(**args, **warm)
+        if kind == "MultiFactorScheduler"
+        else PolyOrCosine(kind, **args, **warm)
+    )
+    reference.base_lr = 0.2  # what the optimizer does
+    expected = reference_rates(reference, steps)
+    np.testing.assert_allclose(recipe.lr_per_step(), expected, rtol=1e-13, atol=0)
+    assert recipe.lr == 0.2
+    assert max(expected[:7]) < 0.05  # the warmup still ramps to the constructor's base_lr
 
 
 @pytest.mark.parametrize(

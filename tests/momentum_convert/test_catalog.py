@@ -359,6 +359,8 @@ def test_gluoncv_cifar_and_vgg16_decay_at_their_listed_epochs() -> None:
     assert got == pytest.approx([0.1, 0.01, 0.001, 0.001])
     e = 1281167 // 256
     assert lr_at("gluoncv_vgg16", 50 * e - 1, 50 * e, 80 * e) == pytest.approx([0.01, 0.001, 1e-4])
+    got = lr_at("gluoncv_resnet50_v1", 30 * e - 1, 30 * e, 60 * e, 90 * e, 150 * e)
+    assert got == pytest.approx([0.1, 0.01, 0.001, 0.0001, 0.0001])
 
 
 def test_mxnet_examples_decay_after_the_listed_epochs() -> None:
@@ -392,6 +394,8 @@ def test_detectron2_schedules_warm_up_1000_iterations_from_a_thousandth() -> Non
     got = lr_at("detectron2_retinanet_1x", 1, 1001, 60000, 60001, 80001)
     assert got == pytest.approx([1e-5, 0.01, 0.01, 0.001, 0.0001], rel=1e-12)
     assert catalog.get("detectron2_mask_rcnn_1x").recipe().steps == 90000
+    got = lr_at("detectron2_mask_rcnn_1x", 1, 1001, 60000, 60001, 80001, 90000)
+    assert got == pytest.approx([2e-5, 0.02, 0.02, 0.002, 0.0002, 0.0002], rel=1e-12)
 
 
 def test_mmdet_1x_warms_up_500_iterations_and_decays_after_epochs_8_and_11() -> None:
@@ -427,6 +431,10 @@ def test_timm_recipes_warm_up_per_epoch_then_follow_the_cosine() -> None:
     assert got == pytest.approx(expected, rel=1e-12)
     assert catalog.get("timm_seresnext26t").recipe(e).nesterov  # --opt sgd is Nesterov
     assert catalog.get("timm_resnet50_augmix").recipe(e).steps == 200 * e
+    got = lr_at("timm_resnet50_augmix", 1, 3 * e + 1, 100 * e + 1, spe=e)
+    assert got == pytest.approx(
+        [1e-5, 1e-5 + 3 * (0.05 - 1e-5) / 5, 0.025 * (1 + math.cos(math.pi / 2))]
+    )
     got = lr_at("timm_resnext50", 5 * e + 1, spe=e)
     assert got == pytest.approx([0.3 * (1 + math.cos(math.pi * 5 / 240))])
 
@@ -528,3 +536,17 @@ def test_docs_catalog_table_is_the_catalog() -> None:
             break
         documented.append(line)
     assert documented == catalog_table_rows()
+
+
+@pytest.mark.parametrize("name", [n for n in catalog.ENTRIES if n != "caffe_googlenet"])
+def test_every_entry_converts_to_both_families(name: str) -> None:
+    """caffe_googlenet's 10 million iterations are left to its own test (several seconds)."""
+    recipe = catalog.get(name).recipe(10)
+    for target in ("pytorch", "sutskever"):
+        conversion = convert(recipe, target)
+        assert conversion.lr.size == recipe.steps
+        if name == "he2019_tricks" and target == "pytorch":
+            # its last two updates have lr 0, where the lr-inside velocity still moves
+            assert conversion.impossible_steps == (recipe.steps - 1, recipe.steps)
+        else:
+            assert conversion.verdict.value != "impossible", (name, target)

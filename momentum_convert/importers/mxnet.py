@@ -53,7 +53,7 @@ import numpy as np
 from momentum_convert.errors import RecipeError
 from momentum_convert.importers import fields, pyconfig
 from momentum_convert.importers.args import read_mapping
-from momentum_convert.importers.imported import Evaluated, ImportedRecipe
+from momentum_convert.importers.imported import Evaluated, ImportedRecipe, ParameterGroup
 from momentum_convert.recipe import Recipe
 from momentum_convert.schedule_base import FloatArray
 
@@ -81,6 +81,12 @@ SCHEDULERS: dict[str, dict[str, Any]] = {
 }
 _WARMUP = {"base_lr": 0.01, "warmup_steps": 0, "warmup_begin_lr": 0.0, "warmup_mode": "linear"}
 _MOMENTUM_OPTIMIZERS = {"sgd": False, "nag": True}
+#: ``optimizer_params`` keys of MXNet's ``Optimizer`` / ``SGD`` constructors.
+_OPTIMIZER_PARAMS = frozenset(
+    {"learning_rate", "momentum", "wd", "lr_scheduler", "rescale_grad", "clip_gradient",
+     "multi_precision", "lazy_update", "begin_num_update", "lr_mult", "wd_mult",
+     "param_idx2name", "use_fused_step"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -261,7 +267,19 @@ def to_recipe(obj: dict[str, Any], source: str, steps: int | None = None) -> Imp
                 " before weight decay; Gluon's Trainer.step(batch_size) sets 1/batch_size for a"
                 " summed loss, which is PyTorch's mean loss."
             )
+        if params.get("clip_gradient") is not None:
+            clip = fields.non_negative(params["clip_gradient"], "clip_gradient", source)
+            notes.append(
+                f"clip_gradient {clip:g}: MXNet clips each gradient element to [-{clip:g},"
+                f" {clip:g}] after rescale_grad and before weight decay; use"
+                f" torch.nn.utils.clip_grad_value_(params, {clip:g})."
+            )
+        groups = _multiplier_groups(params, wd, source)
+        unknown = sorted(set(params) - _OPTIMIZER_PARAMS)
+        if unknown:
+            notes.append(f"optimizer_params that MXNet's SGD does not take: {', '.join(unknown)}.")
     else:
+        groups = ()
         unknown = set(obj) - set(FIT_DEFAULTS)
         args = {**FIT_DEFAULTS, **{k: v for k, v in obj.items() if k in FIT_DEFAULTS}}
         nesterov = _optimizer(args["optimizer"], source)
@@ -291,7 +309,33 @@ def to_recipe(obj: dict[str, Any], source: str, steps: int | None = None) -> Imp
         lr_schedule=Evaluated(label, per_step),
         steps=steps,
     )
-    return ImportedRecipe(recipe, source, tuple(notes))
+    return ImportedRecipe(recipe, source, tuple(notes), groups)
+
+
+def _multiplier_groups(
+    params: dict[str, Any], wd: float, source: str
+) -> tuple[ParameterGroup, ...]:
+    """``lr_mult`` / ``wd_mult`` ({parameter name: factor}) as parameter groups
+    (``Optimizer.set_lr_mult``, ``set_wd_mult``: ``_get_lrs`` multiplies the scheduler's
+    rate by ``lr_mult``, ``_get_wds`` the ``wd`` by ``wd_mult``)."""
+    factors: dict[str, dict[str, float]] = {}
+    for key in ("lr_mult", "wd_mult"):
+        given = params.get(key) or {}
+        if not isinstance(given, dict):
+            raise RecipeError(
+                f"{source}: {key} must map parameter names to factors, got {given!r}."
+            )
+        for name, value in given.items():
+            factors.setdefault(str(name), {})[key] = fields.non_negative(value, key, source)
+    return tuple(
+        ParameterGroup(
+            name,
+            f.get("lr_mult", 1.0),
+            wd * f.get("wd_mult", 1.0),
+            "optimizer_params " + " and ".join(sorted(f)),
+        )
+        for name, f in factors.items()
+    )
 
 
 def read(path: Path) -> dict[str, Any]:

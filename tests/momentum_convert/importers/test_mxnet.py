@@ -272,6 +272,26 @@ def test_optimizer_learning_rate_overwrites_only_the_schedulers_base_lr_attribut
     assert max(expected[:7]) < 0.05  # the warmup still ramps to the constructor's base_lr
 
 
+def test_lr_mult_and_wd_mult_are_parameter_groups_and_clipping_a_note() -> None:
+    config = {
+        "optimizer": "sgd",
+        "optimizer_params": {
+            "learning_rate": 0.1,
+            "momentum": 0.9,
+            "wd": 0.0005,
+            "clip_gradient": 5,
+            "lr_mult": {"fc_bias": 2.0},
+            "wd_mult": {"fc_bias": 0.0, "bn_gamma": 0.0},
+            "bogus": 1,
+        },
+    }
+    imported = mxnet.to_recipe(config, "opt.json", steps=10)
+    groups = {(g.name, g.lr_factor, g.weight_decay) for g in imported.groups}
+    assert groups == {("fc_bias", 2.0, 0.0), ("bn_gamma", 1.0, 0.0)}
+    assert any("clip_grad_value_(params, 5)" in note for note in imported.notes)
+    assert any("does not take: bogus" in note for note in imported.notes)
+
+
 @pytest.mark.parametrize(
     ("config", "message"),
     [

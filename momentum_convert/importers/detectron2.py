@@ -202,6 +202,29 @@ def parse_solver(given: dict[str, Any], source: str) -> Detectron2Solver:
     return Detectron2Solver(tuple(values.items()), unknown)
 
 
+def _clipping_note(clip: dict[str, Any], source: str) -> str:
+    """``maybe_add_gradient_clipping`` (``solver/build.py``): ``_create_gradient_clipper``
+    clips **each parameter** before ``optimizer.step()`` (``per_param_clipper``), by value
+    (``clip_grad_value_``) or by norm (``clip_grad_norm_(p, CLIP_VALUE, NORM_TYPE)``)."""
+    where = f"{source} SOLVER.CLIP_GRADIENTS"
+    kind = clip.get("CLIP_TYPE", "value")
+    value = fields.non_negative(clip.get("CLIP_VALUE", 1.0), "CLIP_VALUE", where)
+    if kind == "value":
+        return (
+            f"SOLVER.CLIP_GRADIENTS: detectron2 clips every gradient element to [-{value:g},"
+            f" {value:g}] before the step; use torch.nn.utils.clip_grad_value_(params, {value:g})."
+        )
+    if kind == "norm":
+        norm = fields.number(clip.get("NORM_TYPE", 2.0), "NORM_TYPE", where)
+        return (
+            f"SOLVER.CLIP_GRADIENTS: detectron2 clips the {norm:g}-norm of each parameter's"
+            f" gradient separately to {value:g} before the step: call"
+            f" torch.nn.utils.clip_grad_norm_(p, {value:g}, {norm:g}) for each parameter p, not"
+            " once for the model."
+        )
+    raise RecipeError(f"{where}: CLIP_TYPE must be value or norm, got {kind!r}.")
+
+
 def to_recipe(given: dict[str, Any], source: str, steps: int | None = None) -> ImportedRecipe:
     """Map ``SOLVER`` to a ``pytorch`` recipe with its bias and norm groups."""
     solver = parse_solver(given, source)
@@ -219,9 +242,7 @@ def to_recipe(given: dict[str, Any], source: str, steps: int | None = None) -> I
     ]
     clip = solver["CLIP_GRADIENTS"]
     if isinstance(clip, dict) and clip.get("ENABLED"):
-        notes.append(
-            "SOLVER.CLIP_GRADIENTS is enabled: clip the gradients the same way in the target."
-        )
+        notes.append(_clipping_note(clip, source))
     if solver.unknown:
         notes.append(f"SOLVER fields that do not shape the optimizer: {', '.join(solver.unknown)}.")
     weight_decay = solver["WEIGHT_DECAY"]

@@ -237,6 +237,17 @@ def test_bias_lr_factor_and_norm_weight_decay_are_groups() -> None:
     assert plain.groups == ()
 
 
+def test_gradient_clipping_is_per_parameter_as_detectron2_does_it() -> None:
+    clip = {"ENABLED": True, "CLIP_TYPE": "norm", "CLIP_VALUE": 1.0, "NORM_TYPE": 2.0}
+    notes = detectron2.to_recipe({"CLIP_GRADIENTS": clip, "MAX_ITER": 10}, "t").notes
+    assert any("clip_grad_norm_(p, 1, 2) for each parameter p" in n for n in notes)
+    clip = {"ENABLED": True, "CLIP_TYPE": "value", "CLIP_VALUE": 0.5}
+    notes = detectron2.to_recipe({"CLIP_GRADIENTS": clip, "MAX_ITER": 10}, "t").notes
+    assert any("clip_grad_value_(params, 0.5)" in n for n in notes)
+    with pytest.raises(RecipeError, match="CLIP_TYPE must be value or norm"):
+        detectron2.to_recipe({"CLIP_GRADIENTS": {"ENABLED": True, "CLIP_TYPE": "max"}}, "t")
+
+
 @pytest.mark.parametrize(
     ("solver", "message"),
     [

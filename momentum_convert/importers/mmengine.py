@@ -132,7 +132,7 @@ def parse_scheduler(entry: Any, epoch_length: int | None, source: str) -> MMEngi
         raise RecipeError(
             f"{source}: a param_scheduler entry must be dict(type=...), got {entry!r}."
         )
-    kind = entry.get("type")
+    kind = _type_name(entry.get("type"))
     if kind not in SCHEDULERS:
         raise RecipeError(
             f"{source}: param_scheduler type {kind!r} is not read; expected one of"
@@ -248,6 +248,14 @@ def read_config(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     return _merge(merged, values)
 
 
+def _type_name(value: Any) -> Any:
+    """``type='SGD'`` in a text config, ``type=SGD`` (an imported class, which this reader
+    does not evaluate) in an mmengine pure-Python config: the class name either way."""
+    if isinstance(value, pyconfig.Opaque):
+        return value.text.rsplit(".", 1)[-1]
+    return value
+
+
 def _optimizer(config: dict[str, Any], source: str) -> tuple[dict[str, Any], dict[str, Any]]:
     wrapper = config.get("optim_wrapper")
     if isinstance(wrapper, dict):
@@ -258,7 +266,7 @@ def _optimizer(config: dict[str, Any], source: str) -> tuple[dict[str, Any], dic
         raise RecipeError(
             f"{source}: no optim_wrapper.optimizer dict; an mmengine config needs one."
         )
-    if optimizer.get("type") != "SGD":
+    if _type_name(optimizer.get("type")) != "SGD":
         raise RecipeError(
             f"{source}: optimizer type {optimizer.get('type')!r} is not SGD; only SGD converts."
         )

@@ -182,6 +182,20 @@ def test_base_files_merge_like_mmengine_config(tmp_path: Path) -> None:
     assert groups == [("bias", 2.0, 0.0), ("norm", 1.0, 0.0)]
 
 
+def test_pure_python_style_configs_name_classes_instead_of_strings(tmp_path: Path) -> None:
+    (tmp_path / "new_style.py").write_text(
+        "from mmengine.optim.scheduler.lr_scheduler import LinearLR, MultiStepLR\n"
+        "from torch.optim.sgd import SGD\n"
+        "optim_wrapper = dict(optimizer=dict(type=SGD, lr=0.02, momentum=0.9))\n"
+        "param_scheduler = [dict(type=LinearLR, start_factor=0.5, by_epoch=False, end=4),\n"
+        "                   dict(type=MultiStepLR, by_epoch=False, milestones=[6])]\n"
+        "train_cfg = dict(type='IterBasedTrainLoop', max_iters=8)\n"
+    )
+    rates = mmengine.load(tmp_path / "new_style.py").recipe.lr_per_step()
+    expected = [0.01, 0.02 * (0.5 + 0.5 / 3), 0.02 * (0.5 + 1 / 3), 0.02, 0.02, 0.02, 0.002, 0.002]
+    np.testing.assert_allclose(rates, expected, rtol=1e-13)
+
+
 def test_the_config_is_read_not_run(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     (tmp_path / "evil.py").write_text(

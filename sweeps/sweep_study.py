@@ -137,6 +137,7 @@ def open_study(
         StorageUnavailableError: the database cannot be reached.
         SweepUsageError: an unknown sampler or pruner.
         SpecChangedError: the sweep has trials from another spec or total.
+        StopRequested: a stop was requested while waiting for another worker's opening.
     """
     settings = settings or StudySettings.for_spec(spec)
     # Workers drive trials with ask/tell and run the heartbeat thread themselves.
@@ -149,7 +150,7 @@ def open_study(
         pruner = make_pruner(spec.pruner)
         # One opener at a time per database: creating tables is not safe to race
         # (PostgreSQL DDL, Alembic's global state), and this costs a lock round trip.
-        with sweep_lock(engine, url, SCHEMA_LOCK)():
+        with sweep_lock(engine, url, SCHEMA_LOCK)(stoppable=True):
             _prepare_results_schema(engine)
             stale = StaleTrialCallback(engine, settings.max_retry)
             storage = _rdb_storage(url, settings, stale)

@@ -197,6 +197,10 @@ def parse_solver(given: dict[str, Any], source: str) -> Detectron2Solver:
         raise RecipeError(
             f"{where}: BASE_LR_END must be in [0, BASE_LR], got {values['BASE_LR_END']!r}."
         )
+    if values["LR_SCHEDULER_NAME"] == "WarmupCosineLR" and values["BASE_LR"] == 0:
+        raise RecipeError(
+            f"{where}: WarmupCosineLR divides BASE_LR_END by BASE_LR; BASE_LR must be > 0."
+        )
     if values["NESTEROV"] and values["MOMENTUM"] == 0:
         raise RecipeError(f"{where}: NESTEROV needs MOMENTUM > 0 (torch.optim.SGD refuses it).")
     return Detectron2Solver(tuple(values.items()), unknown)

@@ -147,6 +147,16 @@ def imagenet_rates(
     return np.where(t < warm_iters, ramp, main)
 
 
+def _updates_per_epoch(samples: int, batch: int, where: str) -> int:
+    """``samples // batch`` (the scripts drop the last partial batch), at least one."""
+    if samples < batch:
+        raise RecipeError(
+            f"{where}: a batch of {batch} (--batch-size × max(1, --num-gpus)) is larger than the"
+            f" {samples} training samples, so an epoch has no update."
+        )
+    return samples // batch
+
+
 def to_recipe(command: GluonCVCommand, source: str, steps: int | None = None) -> ImportedRecipe:
     """Map a GluonCV training command to an ``mxnet`` recipe (Nesterov, ``nag``)."""
     where = f"{source} ({command.script})"
@@ -162,7 +172,7 @@ def to_recipe(command: GluonCVCommand, source: str, steps: int | None = None) ->
     if command.script == "train_imagenet.py":
         samples = fields.positive_integer(command.get("num-training-samples"),
                                           "--num-training-samples", where)  # fmt: skip
-        iters = samples // batch
+        iters = _updates_per_epoch(samples, batch, where)
         mode = command.get("lr-mode")
         if mode not in _MODES:
             raise RecipeError(
@@ -179,12 +189,22 @@ def to_recipe(command: GluonCVCommand, source: str, steps: int | None = None) ->
         else:
             decay = _epochs(command.get("lr-decay-epoch"), "--lr-decay-epoch", where)
         total = epochs * iters
+        if 0 < warmup * iters < 2:
+            raise RecipeError(
+                f"{where}: a warmup needs at least 2 updates (LRScheduler divides by"
+                f" niters - 1), got {warmup * iters}."
+            )
+        if (epochs - warmup) * iters < 2 and mode != "step":
+            raise RecipeError(
+                f"{where}: --lr-mode {mode} needs at least 2 updates after the warmup"
+                " (LRScheduler divides by niters - 1)."
+            )
         steps = fields.step_count(total if steps is None else steps, where)
         rates = imagenet_rates(lr, mode, epochs, warmup, iters, decay, factor, steps)
         label = (f"gluoncv LRSequential(warmup {warmup} epochs, {mode}, {epochs} epochs,"
                  f" {iters} iters/epoch)")  # fmt: skip
     else:
-        iters = CIFAR_TRAIN // batch
+        iters = _updates_per_epoch(CIFAR_TRAIN, batch, where)
         decay = _epochs(command.get("lr-decay-epoch"), "--lr-decay-epoch", where)
         total = epochs * iters
         steps = fields.step_count(total if steps is None else steps, where)

@@ -172,6 +172,14 @@ def parse_scheduler(entry: Any, epoch_length: int | None, source: str) -> MMEngi
         a["eta_min"] = 0.0
     if kind in ("LinearLR",) and not (0 <= a["start_factor"] <= 1 and 0 <= a["end_factor"] <= 1):
         raise RecipeError(f"{where}: start_factor and end_factor must be in [0, 1].")
+    zero = {"LinearLR": "start_factor", "ConstantLR": "factor"}.get(kind)
+    if zero is not None and a[zero] == 0:
+        raise RecipeError(
+            f"{where}: {zero} 0 makes mmengine's chained {kind} divide by zero; use a small"
+            " positive factor such as 0.001."
+        )
+    if kind == "ConstantLR" and a["factor"] > 1:
+        raise RecipeError(f"{where}: factor must be in (0, 1], got {a['factor']!r}.")
     if convert and by_epoch:
         if epoch_length is None:
             raise RecipeError(

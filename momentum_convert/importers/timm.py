@@ -117,6 +117,18 @@ class TimmSchedule:
         return self.t_initial + (self.warmup_t if self.warmup_prefix else 0)
 
 
+def _above_zero(value: float, name: str, source: str) -> float:
+    if value <= 0:
+        raise RecipeError(f"{source}: {name} must be > 0, got {value!r}.")
+    return value
+
+
+def _at_least(value: int, minimum: int, name: str, source: str) -> int:
+    if value < minimum:
+        raise RecipeError(f"{source}: {name} must be >= {minimum}, got {value!r}.")
+    return value
+
+
 def parse_command(text: str, source: str) -> dict[str, Any]:
     """``train.py`` options as ``args.yaml`` keys (``--warmup-epochs 5`` -> ``warmup_epochs: 5``).
 
@@ -239,19 +251,34 @@ def to_recipe(
         sched=sched,
         lr=lr,
         t_initial=epochs * unit,
-        warmup_t=fields.integer(a["warmup_epochs"], "warmup_epochs", source) * unit,
+        warmup_t=_at_least(
+            fields.integer(a["warmup_epochs"], "warmup_epochs", source), 0, "warmup_epochs", source
+        )
+        * unit,
         warmup_lr=fields.non_negative(a["warmup_lr"], "warmup_lr", source),
         warmup_prefix=fields.boolean(a["warmup_prefix"], "warmup_prefix", source),
         min_lr=fields.non_negative(a["min_lr"], "min_lr", source),
-        decay_t=fields.number(a["decay_epochs"], "decay_epochs", source) * unit,
+        decay_t=_above_zero(
+            fields.number(a["decay_epochs"], "decay_epochs", source), "decay_epochs", source
+        )
+        * unit,
         decay_milestones=tuple(
             fields.integer(m, "decay_milestones", source) * unit for m in milestones
         ),
         decay_rate=fields.non_negative(a["decay_rate"], "decay_rate", source),
-        cycle_mul=fields.number(a["lr_cycle_mul"], "lr_cycle_mul", source),
+        cycle_mul=_above_zero(
+            fields.number(a["lr_cycle_mul"], "lr_cycle_mul", source), "lr_cycle_mul", source
+        ),
         cycle_decay=fields.number(a["lr_cycle_decay"], "lr_cycle_decay", source),
-        cycle_limit=fields.integer(a["lr_cycle_limit"], "lr_cycle_limit", source),
-        k_decay=fields.number(a["lr_k_decay"], "lr_k_decay", source),
+        cycle_limit=_at_least(
+            fields.integer(a["lr_cycle_limit"], "lr_cycle_limit", source),
+            1,
+            "lr_cycle_limit",
+            source,
+        ),
+        k_decay=_above_zero(
+            fields.number(a["lr_k_decay"], "lr_k_decay", source), "lr_k_decay", source
+        ),
     )
     cooldown = fields.integer(a["cooldown_epochs"], "cooldown_epochs", source) * unit
     total_epochs = int(schedule.length(cooldown) // unit)

@@ -256,6 +256,7 @@ def test_gradient_clipping_is_per_parameter_as_detectron2_does_it() -> None:
         ({"MAX_ITER": 0}, "MAX_ITER must be >= 1"),
         ({"WARMUP_METHOD": "exp"}, "WARMUP_METHOD must be linear or constant"),
         ({"NESTEROV": True, "MOMENTUM": 0}, "NESTEROV needs MOMENTUM > 0"),
+        ({"LR_SCHEDULER_NAME": "WarmupCosineLR", "BASE_LR": 0}, "BASE_LR must be > 0"),
     ],
 )
 def test_bad_solver_is_refused_with_the_field_named(solver: dict[str, Any], message: str) -> None:

@@ -252,6 +252,11 @@ def test_cifar_command_converted_to_pytorch_reproduces_nag_trajectory() -> None:
         ("python train_imagenet.py --lr fast", "--lr must be a number, got 'fast'"),
         ("python train_imagenet.py --warmup-epochs 9 --num-epochs 3", "--warmup-epochs must be"),
         ("python train_cifar10.py --momentum 1.2", "--momentum must be in"),
+        ("python train_cifar10.py --batch-size 60000", "larger than the 50000 training samples"),
+        (
+            "python train_imagenet.py --lr-mode cosine --num-epochs 1 --batch-size 1281167",
+            "needs at least 2 updates after the warmup",
+        ),
     ],
 )
 def test_bad_commands_are_refused_with_the_option_named(text: str, message: str) -> None:

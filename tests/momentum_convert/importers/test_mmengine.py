@@ -220,6 +220,11 @@ def test_the_config_is_read_not_run(tmp_path: Path) -> None:
             "never steps",
         ),
         ({"param_scheduler": [{"type": "LinearLR", "begin": 5, "end": 5}]}, "end must be larger"),
+        (
+            {"param_scheduler": [{"type": "LinearLR", "start_factor": 0, "end": 5}]},
+            "start_factor 0 makes mmengine's chained LinearLR divide by zero",
+        ),
+        ({"param_scheduler": [{"type": "ConstantLR", "factor": 0, "end": 5}]}, "factor 0"),
         ({"train_cfg": {"max_epochs": 3}}, "give --steps-per-epoch"),
         (
             {"param_scheduler": [{"type": "MultiStepLR", "milestones": 3}]},

@@ -225,6 +225,9 @@ def test_args_yaml_without_lr_uses_train_py_scaling() -> None:
         ({"sched": "plateau"}, "sched 'plateau' is not read"),
         ({"lr_noise": [0.4, 0.9]}, "lr_noise .* perturbs"),
         ({"momentum": 1.1}, "momentum must be in"),
+        ({"sched": "step", "decay_epochs": 0}, "decay_epochs must be > 0"),
+        ({"warmup_epochs": -1}, "warmup_epochs must be >= 0"),
+        ({"lr_cycle_mul": 0}, "lr_cycle_mul must be > 0"),
     ],
 )
 def test_bad_args_are_refused_with_the_field_named(args: dict[str, Any], message: str) -> None:

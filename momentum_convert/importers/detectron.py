@@ -150,6 +150,8 @@ def parse_solver(obj: Any, source: str) -> DetectronSolver:
         raise RecipeError(
             f"{where}: WARM_UP_METHOD {values['WARM_UP_METHOD']!r} is not constant or linear."
         )
+    if values["LR_POLICY"] == "exp_decay" and values["GAMMA"] == 0:
+        raise RecipeError(f"{where}: exp_decay takes log(GAMMA); GAMMA must be > 0.")
     values["STEPS"] = [fields.integer(s, "STEPS", where) for s in values["STEPS"] or []]
     values["LRS"] = [fields.non_negative(v, "LRS", where) for v in values["LRS"] or []]
     if values["LR_POLICY"] in ("steps_with_decay", "steps_with_lrs"):

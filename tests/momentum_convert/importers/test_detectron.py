@@ -188,6 +188,7 @@ def test_biases_and_groupnorm_are_reported_as_groups() -> None:
         ({"LR_POLICY": "steps_with_decay", "STEPS": [10, 20]}, "STEPS must start at 0"),
         ({"LR_POLICY": "steps_with_lrs", "STEPS": [0, 20], "LRS": [0.1]}, "LRS needs one value"),
         ({"MOMENTUM": 2}, "MOMENTUM must be in"),
+        ({"LR_POLICY": "exp_decay", "GAMMA": 0}, "GAMMA must be > 0"),
         ({"BASE_LR": "x"}, "BASE_LR must be a number"),
     ],
 )

@@ -17,9 +17,11 @@ The schedule (``timm/scheduler/scheduler_factory.py`` ``create_scheduler_v2``, f
 ``warmup_prefix``): cosine ``min_lr + (lr·decay^i - min_lr)(1 + cos(π t_c^k / T_i^k))/2``
 within cycle ``i < cycle_limit`` and ``min_lr`` after; step ``lr·decay_rate^⌊t/decay_epochs⌋``;
 multistep ``lr·decay_rate^bisect_right(decay_milestones, t + 1)``. ``train.py`` calls
-``lr_scheduler.step(epoch + 1)`` after each epoch, and the constructor sets ``_get_lr(0)``, so
-epoch ``e`` (from 0) uses ``_get_lr(e)``; with ``sched_on_updates`` every length is multiplied by
-the updates per epoch and update ``k`` (from 1) uses ``_get_lr(k - 1)`` (``step_update``).
+``lr_scheduler.step(epoch + 1)`` after each epoch, so epoch ``e >= 1`` uses ``_get_lr(e)``;
+epoch 0 uses what the constructor set: ``warmup_lr`` with a warmup, else the optimizer's lr
+(not ``_get_lr(0)``, which differs for ``multistep`` with a milestone at 1). With
+``sched_on_updates`` every length is multiplied by the updates per epoch and update ``k``
+(from 1) uses the value after ``step_update(k - 1)``, the same way.
 Training runs ``num_epochs`` = the cycle length (plus ``warmup_epochs`` with
 ``warmup_prefix``) plus ``cooldown_epochs``.
 """
@@ -102,6 +104,15 @@ class TimmSchedule:
         return self.min_lr + 0.5 * (top - self.min_lr) * (
             1 + math.cos(math.pi * t_curr**k / t_i**k)
         )
+
+    def first_value(self, t: int) -> float:
+        """The rate in force at ``t``: ``_get_lr(t)`` once the scheduler has stepped; at
+        ``t = 0`` the value the constructor left (``warmup_lr_init`` with a warmup, else the
+        optimizer's own lr, which ``_get_lr(0)`` need not equal: ``multistep`` counts
+        milestones ``<= t + 1``)."""
+        if t == 0:
+            return self.warmup_lr if self.warmup_t else self.lr
+        return self.lr_at(t)
 
     def length(self, cooldown: float) -> float:
         """``num_epochs`` (or updates) ``create_scheduler_v2`` returns before ``// updates``."""
@@ -286,7 +297,7 @@ def to_recipe(
     steps = fields.step_count(steps, source)
     index = np.arange(steps) if per_update else np.arange(steps) // steps_per_epoch
     distinct, where = np.unique(index, return_inverse=True)
-    rates: FloatArray = np.array([schedule.lr_at(int(t)) for t in distinct])[where]
+    rates: FloatArray = np.array([schedule.first_value(int(t)) for t in distinct])[where]
     notes.append(f"{total_epochs} epochs of {steps_per_epoch} updates; the scheduler steps per"
                  f" {'update' if per_update else 'epoch'}.")  # fmt: skip
     if a["clip_grad"] is not None:

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mmengine.optim.scheduler import lr_scheduler as mm
 
 from momentum_convert.conversion import convert
@@ -239,3 +241,55 @@ def test_bad_configs_are_refused_with_the_field_named(config: dict[str, Any], me
     }
     with pytest.raises(RecipeError, match=message):
         mmengine.to_recipe({**base, **config}, "bad.py")
+
+
+_SCHEDULER = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "type": st.just("LinearLR"),
+            "start_factor": st.floats(0.01, 1.0),
+            "end_factor": st.floats(0.0, 1.0),
+        }
+    ),
+    st.fixed_dictionaries({"type": st.just("ConstantLR"), "factor": st.floats(0.05, 1.0)}),
+    st.fixed_dictionaries(
+        {
+            "type": st.just("MultiStepLR"),
+            "milestones": st.lists(st.integers(0, 12), min_size=1, max_size=3),
+            "gamma": st.floats(0.05, 1.0),
+        }
+    ),
+    st.fixed_dictionaries(
+        {"type": st.just("StepLR"), "step_size": st.integers(1, 6), "gamma": st.floats(0.05, 1.0)}
+    ),
+    st.fixed_dictionaries({"type": st.just("ExponentialLR"), "gamma": st.floats(0.8, 1.0)}),
+    st.fixed_dictionaries({"type": st.just("CosineAnnealingLR"), "eta_min": st.floats(0.0, 0.01)}),
+    st.fixed_dictionaries(
+        {"type": st.just("PolyLR"), "eta_min": st.floats(0.0, 0.01), "power": st.floats(0.5, 3.0)}
+    ),
+)
+
+
+@st.composite
+def _windowed(draw: st.DrawFn) -> dict[str, Any]:
+    entry = dict(draw(_SCHEDULER))
+    by_epoch = draw(st.booleans())
+    limit = 12 if by_epoch else 60
+    begin = draw(st.integers(0, limit - 2))
+    entry.update(by_epoch=by_epoch, begin=begin, end=draw(st.integers(begin + 2, limit)))
+    if by_epoch and draw(st.booleans()):
+        entry["convert_to_iter_based"] = True
+    return entry
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(_windowed(), min_size=1, max_size=3))
+def test_any_chain_of_schedulers_matches_mmengine(schedule: list[dict[str, Any]]) -> None:
+    config = {
+        "optim_wrapper": {"optimizer": {"type": "SGD", "lr": 0.1, "momentum": 0.9}},
+        "param_scheduler": schedule,
+        "train_cfg": {"type": "EpochBasedTrainLoop", "max_epochs": 12},
+    }
+    recipe = mmengine.to_recipe(config, "fuzz.py", steps_per_epoch=5).recipe
+    rates, _ = run_mmengine(config, 5, Quadratic(recipe.steps), recipe.steps)
+    np.testing.assert_allclose(recipe.lr_per_step(), rates, rtol=1e-12, atol=1e-15)

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from momentum_convert.conversion import convert
 from momentum_convert.errors import RecipeError
@@ -235,3 +237,33 @@ def test_bad_args_are_refused_with_the_field_named(args: dict[str, Any], message
         timm.to_recipe({"lr": 0.1, **args}, "args.yaml", steps_per_epoch=2)
     with pytest.raises(RecipeError, match="give --steps-per-epoch"):
         timm.to_recipe({"lr": 0.1}, "args.yaml")
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {
+            "sched": st.sampled_from(["cosine", "step", "multistep"]),
+            "epochs": st.integers(2, 20),
+            "warmup_epochs": st.integers(0, 4),
+            "warmup_prefix": st.booleans(),
+            "warmup_lr": st.floats(0.0, 0.01),
+            "min_lr": st.floats(0.0, 0.001),
+            "decay_epochs": st.floats(0.5, 6.0),
+            "decay_rate": st.floats(0.1, 1.0),
+            "decay_milestones": st.lists(st.integers(1, 20), min_size=1, max_size=3).map(sorted),
+            "cooldown_epochs": st.integers(0, 3),
+            "lr_cycle_limit": st.integers(1, 3),
+            "lr_cycle_mul": st.sampled_from([1.0, 1.5, 2.0]),
+            "lr_cycle_decay": st.floats(0.3, 1.0),
+            "lr_k_decay": st.floats(0.5, 2.0),
+            "sched_on_updates": st.booleans(),
+        }
+    )
+)
+def test_any_timm_schedule_matches_create_scheduler_v2(options: dict[str, Any]) -> None:
+    args = {**TRAIN_PY, "lr": 0.1, **options}
+    rates, _ = train(args, 3, None, nesterov=True)
+    recipe = timm.to_recipe(args, "args.yaml", steps_per_epoch=3).recipe
+    assert recipe.steps == len(rates)
+    np.testing.assert_allclose(recipe.lr_per_step(), rates, rtol=1e-12, atol=1e-15)

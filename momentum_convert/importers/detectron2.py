@@ -157,6 +157,23 @@ def read_config(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     return {**solver, **{k: _literal(v) for k, v in given.items()}}
 
 
+def _check_milestones(steps: tuple[int, ...], max_iter: int, where: str) -> None:
+    """What fvcore's ``MultiStepParamScheduler`` refuses for the ``STEPS <= MAX_ITER`` that
+    ``build_lr_scheduler`` keeps: milestones must rise strictly from above 0 to below
+    ``MAX_ITER``, and ``MAX_ITER`` must exceed their count."""
+    kept = [s for s in steps if s <= max_iter]
+    previous = 0
+    for step in kept:
+        if step >= max_iter or step <= previous:
+            raise RecipeError(
+                f"{where}: STEPS must rise strictly, from above 0 to below MAX_ITER {max_iter}"
+                f" (fvcore's MultiStepParamScheduler refuses {step}), got {list(steps)}."
+            )
+        previous = step
+    if max_iter < len(kept) + 1:
+        raise RecipeError(f"{where}: MAX_ITER must exceed the number of STEPS, got {max_iter}.")
+
+
 def parse_solver(given: dict[str, Any], source: str) -> Detectron2Solver:
     """Check ``SOLVER`` and fill detectron2's defaults."""
     where = f"{source} SOLVER"
@@ -200,6 +217,16 @@ def parse_solver(given: dict[str, Any], source: str) -> Detectron2Solver:
     if values["LR_SCHEDULER_NAME"] == "WarmupCosineLR" and values["BASE_LR"] == 0:
         raise RecipeError(
             f"{where}: WarmupCosineLR divides BASE_LR_END by BASE_LR; BASE_LR must be > 0."
+        )
+    if values["LR_SCHEDULER_NAME"] == "WarmupMultiStepLR":
+        _check_milestones(values["STEPS"], values["MAX_ITER"], where)
+    if (
+        values["LR_SCHEDULER_NAME"] == "WarmupStepWithFixedGammaLR"
+        and values["WARMUP_ITERS"] >= values["MAX_ITER"]
+    ):
+        raise RecipeError(
+            f"{where}: WarmupStepWithFixedGammaLR with WARMUP_ITERS >= MAX_ITER cannot be built:"
+            " its warmup ends at where = 1, past the last of fvcore's step values."
         )
     if values["NESTEROV"] and values["MOMENTUM"] == 0:
         raise RecipeError(f"{where}: NESTEROV needs MOMENTUM > 0 (torch.optim.SGD refuses it).")

@@ -26,6 +26,8 @@ from fvcore.common.param_scheduler import (
     ParamScheduler,
     StepWithFixedGammaParamScheduler,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from momentum_convert.conversion import convert
 from momentum_convert.errors import RecipeError
@@ -257,6 +259,10 @@ def test_gradient_clipping_is_per_parameter_as_detectron2_does_it() -> None:
         ({"WARMUP_METHOD": "exp"}, "WARMUP_METHOD must be linear or constant"),
         ({"NESTEROV": True, "MOMENTUM": 0}, "NESTEROV needs MOMENTUM > 0"),
         ({"LR_SCHEDULER_NAME": "WarmupCosineLR", "BASE_LR": 0}, "BASE_LR must be > 0"),
+        (
+            {"LR_SCHEDULER_NAME": "WarmupStepWithFixedGammaLR", "MAX_ITER": 10, "WARMUP_ITERS": 10},
+            "cannot be built",
+        ),
     ],
 )
 def test_bad_solver_is_refused_with_the_field_named(solver: dict[str, Any], message: str) -> None:
@@ -269,3 +275,37 @@ def test_a_missing_base_file_is_named(tmp_path: Path) -> None:
     path.write_text('_BASE_: "../nowhere.yaml"\nSOLVER:\n  BASE_LR: 0.1\n')
     with pytest.raises(RecipeError, match=r"child.yaml: _BASE_ .*nowhere.yaml is not a file"):
         detectron2.load(path)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {
+            "LR_SCHEDULER_NAME": st.sampled_from(
+                ["WarmupMultiStepLR", "WarmupCosineLR", "WarmupStepWithFixedGammaLR"]
+            ),
+            "MAX_ITER": st.integers(2, 400),
+            "STEPS": st.lists(st.integers(0, 450), max_size=4).map(lambda s: tuple(sorted(s))),
+            "GAMMA": st.floats(0.05, 1.0),
+            "NUM_DECAYS": st.integers(1, 5),
+            "WARMUP_ITERS": st.integers(0, 500),
+            "WARMUP_FACTOR": st.floats(0.0, 1.0),
+            "WARMUP_METHOD": st.sampled_from(["linear", "constant"]),
+            "RESCALE_INTERVAL": st.booleans(),
+            "BASE_LR_END": st.floats(0.0, 0.01),
+        }
+    )
+)
+def test_any_solver_matches_fvcore(solver: dict[str, Any]) -> None:
+    """The importer refuses exactly what detectron2 cannot build, and matches the rest."""
+    cfg = {**DEFAULTS, "BASE_LR": 0.02, **solver}
+    try:
+        multiplier = build_multiplier(cfg)
+    except (ValueError, IndexError):  # fvcore refuses (or, at where = 1, runs off a list)
+        with pytest.raises(RecipeError):
+            detectron2.to_recipe({"BASE_LR": 0.02, **solver}, "fuzz.yaml")
+        return
+    recipe = detectron2.to_recipe({"BASE_LR": 0.02, **solver}, "fuzz.yaml").recipe
+    top = cfg["MAX_ITER"]
+    expected = [0.02 * multiplier(i / top) for i in range(top)]
+    np.testing.assert_allclose(recipe.lr_per_step(), expected, rtol=1e-12, atol=1e-15)

@@ -97,7 +97,8 @@ class Detectron2Solver:
         for _ in range(self["NUM_DECAYS"]):
             steps.append(steps[-1] * gamma)
         index = np.floor((where + WHERE_EPSILON) * len(steps)).astype(np.int64)
-        return np.asarray(steps)[np.minimum(index, len(steps) - 1)]
+        # (clipped only where the warmup's part of the composite is used instead)
+        return np.asarray(steps)[np.clip(index, 0, len(steps) - 1)]
 
     def multiplier_at(self, where: FloatArray) -> FloatArray:
         """``WarmupParamScheduler(...)(where)``: a ``CompositeParamScheduler`` of the warmup
@@ -223,10 +224,12 @@ def parse_solver(given: dict[str, Any], source: str) -> Detectron2Solver:
     if (
         values["LR_SCHEDULER_NAME"] == "WarmupStepWithFixedGammaLR"
         and values["WARMUP_ITERS"] >= values["MAX_ITER"]
+        and not values["RESCALE_INTERVAL"]
     ):
         raise RecipeError(
-            f"{where}: WarmupStepWithFixedGammaLR with WARMUP_ITERS >= MAX_ITER cannot be built:"
-            " its warmup ends at where = 1, past the last of fvcore's step values."
+            f"{where}: WarmupStepWithFixedGammaLR with WARMUP_ITERS >= MAX_ITER (and no"
+            " RESCALE_INTERVAL) cannot be built: its warmup ends at where = 1, past the last of"
+            " fvcore's step values."
         )
     if values["NESTEROV"] and values["MOMENTUM"] == 0:
         raise RecipeError(f"{where}: NESTEROV needs MOMENTUM > 0 (torch.optim.SGD refuses it).")

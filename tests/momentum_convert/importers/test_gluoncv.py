@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from momentum_convert.conversion import convert
 from momentum_convert.errors import RecipeError
@@ -262,3 +264,68 @@ def test_cifar_command_converted_to_pytorch_reproduces_nag_trajectory() -> None:
 def test_bad_commands_are_refused_with_the_option_named(text: str, message: str) -> None:
     with pytest.raises(RecipeError, match=message):
         gluoncv.to_recipe(gluoncv.parse_command(text, "bad.sh"), "bad.sh")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    mode=st.sampled_from(["step", "linear", "poly", "cosine"]),
+    epochs=st.integers(2, 12),
+    warmup=st.integers(0, 3),
+    batch=st.integers(1, 40),
+    gpus=st.integers(0, 4),
+    decay=st.lists(st.integers(1, 12), min_size=1, max_size=3).map(sorted),
+    period=st.sampled_from([0, 0, 1, 3]),
+)
+def test_any_imagenet_command_matches_lr_sequential(
+    mode: str, epochs: int, warmup: int, batch: int, gpus: int, decay: list[int], period: int
+) -> None:
+    warmup = min(warmup, epochs - 1)
+    options = {
+        **DEFAULTS,
+        "lr": 0.3,
+        "lr_mode": mode,
+        "num_epochs": epochs,
+        "batch_size": batch,
+        "num_gpus": gpus,
+        "warmup_epochs": warmup,
+        "lr_decay_epoch": ",".join(map(str, decay)),
+        "lr_decay_period": period,
+        "lr_decay": 0.5,
+    }
+    command = (
+        f"python train_imagenet.py --num-training-samples 200 --lr 0.3 --lr-mode {mode}"
+        f" --num-epochs {epochs} --batch-size {batch} --num-gpus {gpus} --warmup-epochs {warmup}"
+        f" --lr-decay-epoch {options['lr_decay_epoch']} --lr-decay-period {period}"
+        " --lr-decay 0.5"
+    )
+    iters = 200 // (batch * max(1, gpus))
+    try:
+        imported = gluoncv.to_recipe(gluoncv.parse_command(command, "t.sh"), "t.sh")
+    except RecipeError:  # a warmup or cosine of fewer than 2 updates: GluonCV divides by 0
+        assert warmup * iters == 1 or (epochs - warmup) * iters < 2
+        return
+    samples = 200
+    batch_all = batch * max(1, gpus)
+    decay_epochs = list(range(period, epochs, period)) if period > 0 else decay
+    sequence = LRSequential(
+        [
+            LRScheduler(
+                "linear",
+                base_lr=0,
+                target_lr=0.3,
+                nepochs=warmup,
+                iters_per_epoch=samples // batch_all,
+            ),
+            LRScheduler(
+                mode,
+                base_lr=0.3,
+                target_lr=0,
+                nepochs=epochs - warmup,
+                iters_per_epoch=samples // batch_all,
+                step_epoch=[e - warmup for e in decay_epochs],
+                step_factor=0.5,
+            ),
+        ]
+    )
+    expected = [sequence(t) for t in range(1, imported.recipe.steps + 1)]
+    np.testing.assert_allclose(imported.recipe.lr_per_step(), expected, rtol=1e-12, atol=1e-15)

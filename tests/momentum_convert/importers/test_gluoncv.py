@@ -280,22 +280,11 @@ def test_any_imagenet_command_matches_lr_sequential(
     mode: str, epochs: int, warmup: int, batch: int, gpus: int, decay: list[int], period: int
 ) -> None:
     warmup = min(warmup, epochs - 1)
-    options = {
-        **DEFAULTS,
-        "lr": 0.3,
-        "lr_mode": mode,
-        "num_epochs": epochs,
-        "batch_size": batch,
-        "num_gpus": gpus,
-        "warmup_epochs": warmup,
-        "lr_decay_epoch": ",".join(map(str, decay)),
-        "lr_decay_period": period,
-        "lr_decay": 0.5,
-    }
+    decay_text = ",".join(map(str, decay))
     command = (
         f"python train_imagenet.py --num-training-samples 200 --lr 0.3 --lr-mode {mode}"
         f" --num-epochs {epochs} --batch-size {batch} --num-gpus {gpus} --warmup-epochs {warmup}"
-        f" --lr-decay-epoch {options['lr_decay_epoch']} --lr-decay-period {period}"
+        f" --lr-decay-epoch {decay_text} --lr-decay-period {period}"
         " --lr-decay 0.5"
     )
     iters = 200 // (batch * max(1, gpus))

@@ -15,6 +15,9 @@ from typing import Any, TypeVar
 
 import click
 
+from sweeps.errors import SweepUsageError
+from sweeps.launch.slurm import DEFAULT_TIME_MIN
+
 SPEC_PATH = click.Path(dir_okay=False, path_type=Path)
 STORAGE_HELP = (
     "Database URL every worker reaches (default: $SWEEPS_STORAGE, the spec's storage,"
@@ -151,6 +154,132 @@ def ray_command(
     click.echo(f"Results: {hide_password(launch.storage_url)} (sweep {launch.name!r}).", err=True)
     if result.exit_code:
         sys.exit(result.exit_code)
+
+
+@launch_group.command("slurm")
+@_sweep_options
+@click.option("--partition", help="The Slurm partition (default: the cluster's).")
+@click.option(
+    "--gpus-per-task", type=int, default=0, show_default=True, help="GPUs each worker gets."
+)
+@click.option(
+    "--cpus-per-task", type=int, default=1, show_default=True, help="CPUs each worker gets."
+)
+@click.option(
+    "--time",
+    "time_limit",
+    metavar="[D-]HH:MM:SS|MIN",
+    default=str(DEFAULT_TIME_MIN),
+    show_default=True,
+    help="Each array task's time limit; a task that reaches it is requeued.",
+)
+@click.option(
+    "--sbatch",
+    "sbatch_options",
+    metavar="NAME=VALUE",
+    multiple=True,
+    help="Any other sbatch option, passed through (repeatable): account=lab, qos=high.",
+)
+@click.option(
+    "--setup",
+    metavar="COMMAND",
+    multiple=True,
+    help="A shell line run before the worker (repeatable): 'module load cuda'.",
+)
+@click.option(
+    "--log-folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("sweeps-slurm/%j"),
+    show_default=True,
+    help="Where submitit keeps the job's files and logs (%j: the job id).",
+)
+@click.option(
+    "--cluster",
+    type=click.Choice(["slurm", "local"]),
+    default="slurm",
+    show_default=True,
+    help="local runs the same array here with submitit's LocalExecutor (CPU), to try it.",
+)
+@click.option("--follow", is_flag=True, help="Wait for the array and show the sweep's progress.")
+@click.option("--no-progress", is_flag=True, help="No live progress bar while following.")
+def slurm_command(
+    spec_path: Path,
+    storage: str | None,
+    name: str | None,
+    n_trials: int | None,
+    workers: int | None,
+    dry_run: bool,
+    partition: str | None,
+    gpus_per_task: int,
+    cpus_per_task: int,
+    time_limit: str,
+    sbatch_options: tuple[str, ...],
+    setup: tuple[str, ...],
+    log_folder: Path,
+    cluster: str,
+    follow: bool,
+    no_progress: bool,
+) -> None:
+    """Submit the sweep SPEC's workers as one Slurm job array (through submitit).
+
+    Each array task runs one `sweeps worker`; a task that is preempted or reaches its time
+    limit stops its worker cleanly (the trial is re-queued) and is requeued. --dry-run
+    prints the sbatch script. Prints the job id, or with --follow waits and shows progress.
+    """
+    from sweeps.launch.slurm import (
+        SlurmOptions,
+        parse_sbatch_options,
+        parse_time,
+        sbatch_script,
+        submit,
+    )
+
+    for option, value in (("--gpus-per-task", gpus_per_task), ("--cpus-per-task", cpus_per_task)):
+        if value < (1 if option == "--cpus-per-task" else 0):
+            lowest = 1 if option == "--cpus-per-task" else 0
+            raise SweepUsageError(f"{option} must be at least {lowest}, got {value}.")
+    launch = _prepare(spec_path, storage, name, n_trials, workers)
+    options = SlurmOptions(
+        workers=launch.workers or 1,
+        partition=partition,
+        gpus_per_task=gpus_per_task,
+        cpus_per_task=cpus_per_task,
+        time_min=parse_time(time_limit),
+        sbatch=parse_sbatch_options(sbatch_options),
+        setup=setup,
+    )
+    folder = log_folder.absolute()
+    if dry_run:
+        click.echo(sbatch_script(launch, options, folder), nl=False)
+        click.echo(
+            f"# {options.workers} array tasks, each: SWEEPS_STORAGE={launch.shown_url} sweeps "
+            + " ".join(launch.worker_arguments(f"{launch.name}.toml", _slurm_device(options)))
+        )
+        return
+    result = submit(
+        launch,
+        options,
+        folder=folder,
+        cluster=cluster,
+        follow=follow,
+        console=_stderr_console(),
+        show_progress=not no_progress,
+    )
+    if result.job_id and not (follow or cluster == "local"):
+        click.echo(result.job_id)
+        click.echo(
+            f"Submitted job array {result.job_id}: {options.workers} workers on sweep"
+            f" {launch.name!r}; see it with `sweeps status {launch.name}`.",
+            err=True,
+        )
+    else:
+        click.echo(result.message, err=True)
+    if result.exit_code:
+        sys.exit(result.exit_code)
+
+
+def _slurm_device(options: Any) -> str:
+    return "cuda:0" if options.gpus_per_task else "cpu"
 
 
 commands: list[click.Command] = [launch_group]

@@ -200,9 +200,7 @@ def launch_on_ray(
                         num_gpus=placement.gpus_per_worker,
                         max_retries=placement.max_restarts,
                         retry_exceptions=[WorkerLostError],
-                    ).remote(
-                        launch, index, placement.device, placement.threads
-                    )
+                    ).remote(launch, index, placement.device, placement.threads)
                     for index in range(placement.workers)
                 ]
                 outcomes, errors = _watch(ray, refs, progress, show_progress, stop)

@@ -282,4 +282,64 @@ def _slurm_device(options: Any) -> str:
     return "cuda:0" if options.gpus_per_task else "cpu"
 
 
+@launch_group.command("kubernetes")
+@_sweep_options
+@click.option(
+    "--image",
+    default="momentum-sweeps:latest",
+    show_default=True,
+    help="The worker image (the Dockerfile here), in a registry the cluster pulls from.",
+)
+@click.option(
+    "--gpus-per-worker", type=int, default=1, show_default=True, help="nvidia.com/gpu per pod."
+)
+@click.option("--namespace", help="The namespace of every object (default: kubectl's).")
+@click.option(
+    "--storage-size", default="10Gi", show_default=True, help="PostgreSQL's volume claim."
+)
+def kubernetes_command(
+    spec_path: Path,
+    storage: str | None,
+    name: str | None,
+    n_trials: int | None,
+    workers: int | None,
+    dry_run: bool,
+    image: str,
+    gpus_per_worker: int,
+    namespace: str | None,
+    storage_size: str,
+) -> None:
+    """Run the sweep SPEC on Kubernetes: PostgreSQL, an Indexed Job of workers, a dashboard.
+
+    --dry-run prints the manifests (YAML) instead of `kubectl apply`-ing them. The database
+    is the cluster's own PostgreSQL (its password: $SWEEPS_POSTGRES_PASSWORD, else a new
+    random one), so --storage is not used.
+    """
+    from sweeps.launch.kubernetes import (
+        KubernetesOptions,
+        apply,
+        manifests_yaml,
+        render_manifests,
+    )
+
+    if storage is not None:
+        raise SweepUsageError(
+            "--storage is not used on Kubernetes: the workers use the PostgreSQL the"
+            " manifests create."
+        )
+    launch = _prepare(spec_path, None, name, n_trials, workers)
+    options = KubernetesOptions(
+        workers=launch.workers or 1,
+        image=image,
+        gpus_per_worker=gpus_per_worker,
+        namespace=namespace,
+        storage_size=storage_size,
+    )
+    objects = render_manifests(launch, options)
+    if dry_run:
+        click.echo(manifests_yaml(objects), nl=False)
+        return
+    click.echo(apply(objects), nl=False)
+
+
 commands: list[click.Command] = [launch_group]

@@ -55,6 +55,7 @@ LOCAL_OBJECT_STORE_BYTES: Final = 100 * 1024**2
 """A local cluster's object store: workers pass only small results, so 100 MB is plenty
 (Ray's default, 30 % of the memory, would take a shared machine's memory for nothing)."""
 WAIT_S: Final = 0.1
+RECORD_START_S: Final = 30.0
 INSTALL_HINT: Final = "pip install 'momentum-sweeps[launch]'"
 
 
@@ -85,13 +86,34 @@ class RayLaunchResult:
     message: str
 
 
-def run_worker_task(launch: SweepLaunch, index: int, device: str, threads: int) -> WorkerOutcome:
+class WorkerStarts:
+    """A Ray actor every worker task tells when it starts a worker: how the launcher learns
+    that Ray restarted one (Ray's public API does not give a task its attempt number)."""
+
+    def __init__(self) -> None:
+        self.starts: dict[int, list[str]] = {}
+
+    def started(self, index: int, where: str) -> None:
+        self.starts.setdefault(index, []).append(where)
+
+    def restarts(self) -> dict[int, int]:
+        """How often each restarted worker was started again, by worker index."""
+        return {index: len(places) - 1 for index, places in self.starts.items() if len(places) > 1}
+
+
+def run_worker_task(
+    launch: SweepLaunch, index: int, device: str, threads: int, starts: Any = None
+) -> WorkerOutcome:
     """The body of one worker's Ray task: run ``sweeps worker`` until it exits.
+
+    ``starts`` is the launch's :class:`WorkerStarts` actor (a handle), told of the start.
 
     Raises:
         WorkerLostError: the worker process was killed (Ray retries the task).
     """
     worker = WorkerProcess(launch, index=index, device=device, threads=threads)
+    if starts is not None:
+        _record_start(starts, index, f"{socket.gethostname()}:{worker.pid}")
     try:
         try:
             code = worker.wait()
@@ -102,6 +124,17 @@ def run_worker_task(launch: SweepLaunch, index: int, device: str, threads: int) 
         if worker.process.poll() is None:  # an exception of Ray's own: stop, never orphan
             worker.stop(signal.SIGTERM)
         worker.close()
+
+
+def _record_start(starts: Any, index: int, where: str) -> None:
+    """Tell the launch's :class:`WorkerStarts` of a start, and wait until it is recorded (a
+    call left in flight is lost if this task's attempt fails before it is delivered)."""
+    import ray
+
+    try:
+        ray.get(starts.started.remote(index, where), timeout=RECORD_START_S)
+    except Exception:  # only the launcher's report depends on it, never the sweep
+        return
 
 
 def plan_placement(
@@ -191,6 +224,7 @@ def launch_on_ray(
                 max_restarts=max_restarts,
             )
             task = ray.remote(run_worker_task)
+            starts = ray.remote(WorkerStarts).options(num_cpus=0).remote()
             progress = LiveProgress(sweep.study, console=console)
             with _stop_requests() as stop:
                 refs = [
@@ -205,9 +239,10 @@ def launch_on_ray(
                 ]
                 outcomes, errors = _watch(ray, refs, progress, show_progress, stop)
             snap = snapshot(sweep.study)
+            restarted = _restarts_note(ray, starts)
             if stop.signum is not None:
                 code = 130 if stop.signum == signal.SIGINT else 143
-                return RayLaunchResult(code, snap, f"Interrupted: {describe(snap)}.")
+                return RayLaunchResult(code, snap, f"Interrupted: {describe(snap)}.{restarted}")
             failed = [o for o in outcomes if o.failed]
             if (failed or errors) and not snap.done:
                 first_error = errors[0] if errors else f"{failed[0].message}"
@@ -215,9 +250,29 @@ def launch_on_ray(
                     f"{len(failed) + len(errors)} of {placement.workers} workers failed;"
                     f" the first said: {first_error}"
                 )
-            return RayLaunchResult(0, snap, f"Done: {describe(snap)}.")
+            return RayLaunchResult(0, snap, f"Done: {describe(snap)}.{restarted}")
     finally:
         sweep.close()
+
+
+def _restarts_note(ray: Any, starts: Any) -> str:
+    """`` Ray restarted worker 2 (once).`` or nothing."""
+    try:
+        restarts: dict[int, int] = ray.get(starts.restarts.remote(), timeout=10)
+        import sys
+        print("RESTARTS", restarts, file=sys.stderr)
+    except Exception as exc:
+        import sys
+        print("RESTARTS NOTE FAILED", repr(exc), file=sys.stderr)
+        return ""
+    if not restarts:
+        return ""
+    listed = ", ".join(
+        f"{index} ({'once' if count == 1 else f'{count} times'})"
+        for index, count in sorted(restarts.items())
+    )
+    noun = "worker" if len(restarts) == 1 else "workers"
+    return f" Ray restarted {noun} {listed}."
 
 
 def _import_ray() -> Any:

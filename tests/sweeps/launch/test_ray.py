@@ -11,6 +11,7 @@ every Ray on the machine.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -75,7 +76,6 @@ def ray_head(workspace: Workspace) -> Iterator[str]:
     port = _free_port()
     # Ray's socket paths must stay short: a folder of its own under /tmp.
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
-    print("RAYTEMP", temp_dir)
     log = (workspace.folder / "ray-head.log").open("wb")
     head = subprocess.Popen(
         [
@@ -112,6 +112,7 @@ def ray_head(workspace: Workspace) -> Iterator[str]:
             head.kill()
             head.wait()
         log.close()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def _worker_pid(trial) -> int | None:

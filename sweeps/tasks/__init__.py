@@ -115,6 +115,21 @@ class UserTask:
         )
 
 
+def check_task(name: str, *, seed: int, batch_size: int) -> None:
+    """Build a user task once, on the CPU, before a sweep starts, to check its contract.
+
+    A user task that returns the wrong type (or a setup :class:`TaskSetup` refuses) would
+    otherwise fail every trial of the sweep; checked here, the sweep stops before Optuna
+    stores anything. Built-in tasks are the package's own and are not built.
+
+    Raises:
+        SweepUsageError: the task cannot be found or breaks its contract.
+    """
+    task = get_task(name)
+    if isinstance(task, UserTask):
+        task.build(seed=seed, batch_size=batch_size, device="cpu")
+
+
 def _builtin_tasks() -> dict[str, Any]:
     from sweeps.tasks.digits import DigitsCNN, DigitsMLP
     from sweeps.tasks.nqm import NoisyQuadratic
@@ -172,4 +187,4 @@ def get_task(name: str) -> Task:
     return UserTask(name, function)
 
 
-__all__ = ["BUILTIN_TASKS", "Task", "TaskSetup", "UserTask", "get_task"]
+__all__ = ["BUILTIN_TASKS", "Task", "TaskSetup", "UserTask", "check_task", "get_task"]

@@ -198,7 +198,7 @@ def launch_on_ray(
     """
     from sweeps.progress import LiveProgress, describe, snapshot
     from sweeps.spec import parse_spec
-    from sweeps.study import open_study
+    from sweeps.sweep_study import open_study
 
     ray = _import_ray()
     spec = parse_spec(

@@ -20,7 +20,8 @@ from typing import Final
 from storage.engine import DEFAULT_URL, STORAGE_ENV_VAR, hide_password, normalize_url
 from sweeps.devices import THREADS_ENV_VAR
 from sweeps.errors import SweepUsageError
-from sweeps.study import GRACE_ENV_VAR, HEARTBEAT_ENV_VAR, MAX_RETRY_ENV_VAR, WORKER_INDEX_ENV_VAR
+from sweeps.samplers import WORKER_INDEX_ENV_VAR
+from sweeps.sweep_study import GRACE_ENV_VAR, HEARTBEAT_ENV_VAR, MAX_RETRY_ENV_VAR
 
 FORWARDED_SETTINGS: Final = (HEARTBEAT_ENV_VAR, GRACE_ENV_VAR, MAX_RETRY_ENV_VAR)
 """The launching shell's variables every worker gets (when they are set)."""
@@ -28,9 +29,11 @@ FORWARDED_SETTINGS: Final = (HEARTBEAT_ENV_VAR, GRACE_ENV_VAR, MAX_RETRY_ENV_VAR
 
 @dataclass(frozen=True)
 class SweepLaunch:
-    """One sweep to launch: its spec text, resolved name and total, database, worker count.
+    """One sweep to launch: its spec text, resolved name, database, worker count.
 
-    Picklable, so an engine can carry it to its nodes.
+    ``n_trials`` is the command line's total, if given (else the spec's, or the total the
+    sweep already has, as for ``sweeps run``). Picklable, so an engine can carry it to its
+    nodes.
     """
 
     spec_text: str
@@ -90,7 +93,7 @@ def prepare_launch(
     return SweepLaunch(
         spec_text=spec_path.read_text(encoding="utf-8"),
         name=spec.name,
-        n_trials=spec.n_trials,
+        n_trials=n_trials,
         storage_url=_absolute_sqlite(normalize_url(url)),
         workers=workers,
         settings=settings,

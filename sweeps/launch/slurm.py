@@ -261,7 +261,7 @@ def submit(
     submitit = _import_submitit()
     from sweeps.progress import describe, snapshot
     from sweeps.spec import parse_spec
-    from sweeps.study import open_study
+    from sweeps.sweep_study import open_study
 
     spec = parse_spec(
         launch.spec_text, default_name=launch.name, name=launch.name, n_trials=launch.n_trials

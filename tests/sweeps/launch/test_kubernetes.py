@@ -89,8 +89,6 @@ def test_the_indexed_job_runs_one_worker_per_gpu_with_the_sweeps_worker_command(
         "quickstart",
         "--device",
         "cuda:0",
-        "--n-trials",
-        "16",
     ]
     assert pod["restartPolicy"] == "Never"
     assert pod["terminationGracePeriodSeconds"] >= 60, "time to re-queue the trial on SIGTERM"
@@ -98,6 +96,16 @@ def test_the_indexed_job_runs_one_worker_per_gpu_with_the_sweeps_worker_command(
     [volume] = pod["volumes"]
     assert volume["name"] == mount["name"]
     assert mount["mountPath"] == "/etc/sweeps"
+
+
+def test_a_total_from_the_command_line_reaches_every_worker():
+    [job] = _by_kind(
+        _cli_manifests(str(QUICKSTART), "--n-trials", "40", "--name", "big", "--dry-run"), "Job"
+    )
+    [worker] = job["spec"]["template"]["spec"]["containers"]
+    assert worker["command"][-4:] == ["--device", "cuda:0", "--n-trials", "40"]
+    assert worker["command"][worker["command"].index("--name") + 1] == "big"
+    assert job["metadata"]["name"] == "sweeps-big-workers"
 
 
 def test_cpu_workers_ask_for_no_gpu_and_train_on_the_cpu():

@@ -247,12 +247,14 @@ def test_a_preempted_array_task_requeues_its_trial_and_itself(workspace: Workspa
     reasons = set(runs[runs["trial"] == trial_number]["failure_reason"].dropna())
     assert reasons == {"interrupted"}, "stopped on its interrupted path, not lost"
     assert not by_state(trials)[TrialState.RUNNING]
-    requeued = [
-        path
-        for path in (workspace.folder / "slurm").rglob("*_log.err")
-        if "Requeued job" in path.read_text(errors="replace")
+    # submitit's own log of the array task: requeued, started again, finished.
+    logs = [
+        path.read_text(errors="replace") for path in (workspace.folder / "slurm").rglob("*_log.out")
     ]
-    assert requeued, "submitit requeued the preempted array task"
+    [requeued] = [text for text in logs if "Requeued job" in text]
+    after = requeued.split("Requeued job", 1)[1]
+    assert "Starting with JobEnvironment" in after
+    assert "Job completed successfully" in after
 
 
 def _wait_mid_trial(launcher: subprocess.Popen[bytes], url: str) -> tuple[int, int]:

@@ -248,10 +248,10 @@ def test_a_preempted_array_task_requeues_its_trial_and_itself(workspace: Workspa
     assert reasons == {"interrupted"}, "stopped on its interrupted path, not lost"
     assert not by_state(trials)[TrialState.RUNNING]
     # submitit's own log of the array task: requeued, started again, finished.
-    logs = [
+    task_logs = [
         path.read_text(errors="replace") for path in (workspace.folder / "slurm").rglob("*_log.out")
     ]
-    [requeued] = [text for text in logs if "Requeued job" in text]
+    [requeued] = [text for text in task_logs if "Requeued job" in text]
     after = requeued.split("Requeued job", 1)[1]
     assert "Starting with JobEnvironment" in after
     assert "Job completed successfully" in after

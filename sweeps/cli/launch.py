@@ -114,30 +114,24 @@ def ray_command(
     sweep's progress is drawn from the database. Ctrl-C stops every worker cleanly (their
     trials are re-queued) and exits 130.
     """
-    from sweeps.launch.ray import launch_on_ray, plan_placement
+    from sweeps.launch.ray import AUTO, LOCAL, check_reachable, check_shares, launch_on_ray
 
+    check_shares(gpus_per_worker, cpus_per_worker, max_restarts)
     launch = _prepare(spec_path, storage, name, n_trials, workers)
     if dry_run:
-        placement = plan_placement(
-            launch,
-            {"GPU": 0.0, "CPU": float(workers or 1) * cpus_per_worker},
-            gpus_per_worker=gpus_per_worker or 0.0,
-            cpus_per_worker=cpus_per_worker,
-            max_restarts=max_restarts,
-        )
-        gpus = gpus_per_worker if gpus_per_worker is not None else "1 if the cluster has GPUs"
+        if address not in (AUTO, LOCAL):
+            check_reachable(address)
+        gpus = f"{gpus_per_worker:g}" if gpus_per_worker is not None else "1 if it has GPUs"
+        count = launch.workers or f"one per GPU (else per {cpus_per_worker:g} CPUs)"
+        device = "cpu" if gpus_per_worker == 0 else "cuda:0"
+        command = " ".join(launch.worker_arguments(f"{launch.name}.toml", device))
         click.echo(f"Ray cluster: {address}")
+        click.echo(f"Workers: {count}, each a Ray task with num_gpus={gpus},")
         click.echo(
-            f"{launch.workers or 'one per GPU (or CPU share)'} Ray tasks, each reserving"
-            f" num_gpus={gpus}, num_cpus={placement.cpus_per_worker:g},"
-            f" max_retries={placement.max_restarts}, each running:"
+            f"  num_cpus={cpus_per_worker:g}, max_retries={max_restarts},"
+            " retry_exceptions=[WorkerLostError], running:"
         )
-        click.echo(
-            "  SWEEPS_STORAGE="
-            + launch.shown_url
-            + " sweeps "
-            + " ".join(launch.worker_arguments(f"{launch.name}.toml", "cuda:0|cpu"))
-        )
+        click.echo(f"  SWEEPS_STORAGE={launch.shown_url} sweeps {command}")
         return
     from storage.engine import hide_password
 

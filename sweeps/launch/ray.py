@@ -137,6 +137,22 @@ def _record_start(starts: Any, index: int, where: str) -> None:
         return
 
 
+def check_shares(gpus_per_worker: float | None, cpus_per_worker: float, max_restarts: int) -> None:
+    """Refuse shares and restart counts Ray would refuse (or that make no sense).
+
+    Raises:
+        SweepUsageError: naming the option and what it accepts.
+    """
+    if cpus_per_worker <= 0:
+        raise SweepUsageError(f"--cpus-per-worker must be above 0, got {cpus_per_worker:g}.")
+    if gpus_per_worker is not None and gpus_per_worker < 0:
+        raise SweepUsageError(f"--gpus-per-worker must be 0 or more, got {gpus_per_worker:g}.")
+    if max_restarts < -1:
+        raise SweepUsageError(
+            f"--max-restarts must be -1 (no limit) or 0 or more, got {max_restarts}."
+        )
+
+
 def plan_placement(
     launch: SweepLaunch,
     resources: dict[str, float],
@@ -155,14 +171,7 @@ def plan_placement(
         SweepUsageError: a negative or zero share.
         SweepError: GPUs were asked for and the cluster has none.
     """
-    if cpus_per_worker <= 0:
-        raise SweepUsageError(f"--cpus-per-worker must be above 0, got {cpus_per_worker}.")
-    if gpus_per_worker is not None and gpus_per_worker < 0:
-        raise SweepUsageError(f"--gpus-per-worker must be 0 or more, got {gpus_per_worker}.")
-    if max_restarts < -1:
-        raise SweepUsageError(
-            f"--max-restarts must be -1 (no limit) or 0 or more, got {max_restarts}."
-        )
+    check_shares(gpus_per_worker, cpus_per_worker, max_restarts)
     cluster_gpus = resources.get("GPU", 0.0)
     gpus = gpus_per_worker if gpus_per_worker is not None else (1.0 if cluster_gpus else 0.0)
     if gpus > 0 and cluster_gpus == 0:
@@ -201,6 +210,9 @@ def launch_on_ray(
     from sweeps.sweep_study import open_study
 
     ray = _import_ray()
+    check_shares(gpus_per_worker, cpus_per_worker, max_restarts)
+    if address not in (AUTO, LOCAL):
+        check_reachable(address)  # before anything is written to the database
     spec = parse_spec(
         launch.spec_text, default_name=launch.name, name=launch.name, n_trials=launch.n_trials
     )
@@ -290,7 +302,6 @@ def _connected(ray: Any, address: str) -> Iterator[None]:
         "configure_logging": True,
     }
     if address not in (AUTO, LOCAL):
-        _check_reachable(address)
         _init(ray, address=address, **options)
     elif address == LOCAL or not _joined_running_cluster(ray, options):
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -325,7 +336,7 @@ def _joined_running_cluster(ray: Any, options: dict[str, Any]) -> bool:
     return True
 
 
-def _check_reachable(address: str) -> None:
+def check_reachable(address: str) -> None:
     """One sentence, exit 1, when nothing listens at ``HOST:PORT`` (or ``ray://HOST:PORT``).
 
     Raises:

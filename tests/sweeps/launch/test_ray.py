@@ -1,11 +1,12 @@
 """``sweeps launch ray`` on a real Ray head on 127.0.0.1: three CPU workers as Ray tasks,
 one worker process killed mid-trial; Ray restarts it, and the sweep ends with exactly its
-trials, nothing RUNNING.
+trials, nothing RUNNING. Ctrl-C stops the launch cleanly: exit 130, nothing RUNNING.
 
 The head is ``ray start --head --block`` on a free port (6379 belongs to Redis here), three
-CPUs, a small object store, no dashboard, no usage report; the test stops it by its pid
-(``--block`` takes its processes down with it), never with ``ray stop``, which would stop
-every Ray on the machine.
+CPUs, a small object store, no dashboard, no usage report, shared by the module's tests;
+it is stopped by its pid (``--block`` takes its processes down with it), never with
+``ray stop``, which would stop every Ray on the machine. Ray's workers inherit the head's
+environment, so the task module lives in the module's folder, on the head's PYTHONPATH.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -44,10 +46,10 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture
-def workspace(tmp_path: Path) -> Iterator[Workspace]:
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     space = Workspace.create(
-        tmp_path,
+        tmp_path_factory.mktemp("ray-launch"),
         {
             "SWEEPS_HEARTBEAT_INTERVAL": "1",
             "SWEEPS_GRACE_PERIOD": "2",
@@ -70,16 +72,19 @@ def workspace(tmp_path: Path) -> Iterator[Workspace]:
         space.stop_all()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ray_head(workspace: Workspace) -> Iterator[str]:
     """A Ray head on 127.0.0.1 with 3 CPUs; yields its address, stops it afterwards."""
     port = _free_port()
     # Ray's socket paths must stay short: a folder of its own under /tmp.
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
-    log = (workspace.folder / "ray-head.log").open("wb")
+    log_path = workspace.folder / "ray-head.log"
+    log = log_path.open("wb")
     head = subprocess.Popen(
         [
-            "ray",
+            sys.executable,  # Ray's own command line, `ray start`, from this interpreter
+            "-m",
+            "ray.scripts.scripts",
             "start",
             "--head",
             "--block",
@@ -98,7 +103,6 @@ def ray_head(workspace: Workspace) -> Iterator[str]:
     )
     try:
         deadline = time.monotonic() + HEAD_START_S
-        log_path = workspace.folder / "ray-head.log"
         while "Ray runtime started" not in log_path.read_text(errors="replace"):
             assert head.poll() is None, log_path.read_text(errors="replace")
             assert time.monotonic() < deadline, "the Ray head did not start"
@@ -113,6 +117,27 @@ def ray_head(workspace: Workspace) -> Iterator[str]:
             head.wait()
         log.close()
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _launch(workspace: Workspace, spec: Path, url: str, address: str, workers: int):
+    return subprocess.Popen(
+        sweeps_command(
+            "launch",
+            "ray",
+            str(spec),
+            "--storage",
+            url,
+            "--address",
+            address,
+            "--workers",
+            str(workers),
+            "--no-progress",
+        ),
+        env=workspace.env,
+        cwd=workspace.folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _worker_pid(trial) -> int | None:
@@ -164,6 +189,49 @@ def test_ray_restarts_a_killed_worker_and_the_sweep_ends_with_exactly_its_trials
     killed = trials[victim.trial]
     assert killed.state is TrialState.FAIL, "the killed worker's trial was failed"
     assert not by_state(trials)[TrialState.RUNNING]
+
+
+def test_ctrl_c_stops_the_ray_workers_cleanly(
+    workspace: Workspace, ray_head: str, postgres_url: str
+):
+    """Protection: the launcher cancels its tasks (``ray.cancel``), each passes SIGTERM to
+    its worker, which fails and re-queues its trial; the launcher waits for them. Without
+    it the workers would train on after the launcher exits, or die leaving trials RUNNING."""
+    spec = workspace.spec(name="stop", n_trials=8, epochs=EPOCHS)
+    launcher = _launch(workspace, spec, postgres_url, ray_head, workers=2)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert launcher.poll() is None, launcher.communicate()[1].decode(errors="replace")
+            assert time.monotonic() < deadline, "no trial ever got going"
+            try:
+                running = by_state(load_study(postgres_url, "stop").get_trials())[
+                    TrialState.RUNNING
+                ]
+            except Exception:  # the study is not created yet
+                running = []
+            if running and stored_epochs(postgres_url, running[0].number) > 0:
+                break
+            time.sleep(0.2)
+        launcher.send_signal(signal.SIGINT)
+        _, stderr = launcher.communicate(timeout=120)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.communicate()
+    output = stderr.decode(errors="replace")
+    assert launcher.returncode == 130, output
+    assert "Interrupted:" in output
+    assert "Traceback" not in output
+    states = by_state(load_study(postgres_url, "stop").get_trials())
+    assert not states[TrialState.RUNNING], "every worker recorded its trial before the end"
+    assert states[TrialState.FAIL], "the signal came mid-trial, so a trial was interrupted"
+    from storage import trials_frame
+
+    runs = trials_frame(postgres_url, "stop")
+    failed = {t.number for t in states[TrialState.FAIL]}
+    reasons = set(runs[runs["trial"].isin(failed)]["failure_reason"].dropna())
+    assert reasons == {"interrupted"}, "stopped, not lost"
 
 
 class _Victim:

@@ -224,10 +224,12 @@ def sbatch_script(launch: SweepLaunch, options: SlurmOptions, folder: Path) -> s
         [shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))]
     )
     try:
+        # submitit submits one worker as a plain job, several as an array (map_count).
+        array = {"map_count": options.workers} if options.workers > 1 else {}
         return _make_sbatch_string(
             command=command,
             folder=folder,
-            map_count=options.workers,
+            **array,
             **options.submitit_parameters(launch.name),
         )
     except (ValueError, TypeError) as exc:

@@ -248,3 +248,12 @@ def test_bad_options_exit_2_with_one_sentence(args, words):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1, result.output
     assert words in lines[0]
+
+
+def test_applying_without_kubectl_exits_1_with_one_sentence(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no kubectl here
+    result = CliRunner().invoke(cli, ["launch", "kubernetes", str(QUICKSTART)])
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert "kubectl was not found on PATH" in lines[0]

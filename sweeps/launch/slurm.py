@@ -117,9 +117,8 @@ class SlurmWorker:
         Raises:
             WorkerLostError: it was killed by a signal (the array task fails, and says so).
         """
-        index = _array_index(self.index)
         self._worker = WorkerProcess(
-            self.launch, index=index, device=self.device, threads=self.threads
+            self.launch, index=self.index, device=self.device, threads=self.threads
         )
         try:
             return self._worker.outcome(self._worker.wait())
@@ -379,14 +378,6 @@ def _job_failure(job: Any) -> str | None:
     if isinstance(outcome, WorkerOutcome) and outcome.failed:
         return outcome.message
     return None
-
-
-def _array_index(default: int) -> int:
-    """This array task's index from Slurm (``SLURM_ARRAY_TASK_ID``), else ``default``."""
-    import os
-
-    text = os.environ.get("SLURM_ARRAY_TASK_ID", "")
-    return int(text) if text.isdigit() else default
 
 
 def _first_line(exc: BaseException) -> str:

@@ -311,6 +311,11 @@ def _build(table: Mapping[str, Any]) -> SweepSpec:
     population = table.get("population", 1)
     if population != "auto":
         population = _whole(population, "population (or 'auto')", 1)
+    if population != 1 and "plateau" in search_space.schedules:
+        raise SpecError(
+            "search_space.schedule.plateau cuts each run's lr when its own metric stalls, which"
+            f" a population (population = {population!r}) cannot train; use population = 1."
+        )
 
     spec = SweepSpec(
         name=name,

@@ -89,19 +89,29 @@ def hide_password(url: str | URL) -> str:
 
 
 def _mask_credentials(text: str) -> str:
-    """``text`` with the ``user:password`` before its last ``@`` replaced by ``***``."""
-    at = text.rfind("@")
-    if at < 0:
-        return text
-    slashes = text.find("//", 0, at)
-    colon = text.find(":", 0, at)
+    """``text`` with anything that may be a ``user:password`` replaced by ``***``.
+
+    The user name starts after ``//`` (else after the first ``:``). With an ``@``, all up
+    to the last ``@`` is masked; without one (an ``@`` typed wrong or lost), everything
+    after a colon up to the next ``/``, which may be a password where a port should be.
+    """
+    slashes = text.find("//")
+    colon = text.find(":")
     if slashes >= 0 and (colon < 0 or slashes <= colon + 1):
         start = slashes + 2
     elif colon >= 0:
         start = colon + 1
     else:
         start = 0
-    return f"{text[:start]}***{text[at:]}"
+    at = text.rfind("@")
+    if at >= start:
+        return f"{text[:start]}***{text[at:]}"
+    end = text.find("/", start)
+    end = len(text) if end < 0 else end
+    separator = text.find(":", start, end)
+    if separator < 0:
+        return text
+    return f"{text[: separator + 1]}***{text[end:]}"
 
 
 def _mask_query_password(text: str) -> str:
@@ -199,7 +209,8 @@ def check_sqlite_file(url: str | URL) -> None:
     """Refuse a SQLite file that is not an intact SQLite database, before SQLite opens it.
 
     A missing or empty file is fine (SQLite makes a new database there). Otherwise the file
-    must start with SQLite's 16-byte header string, and, where the header's page count is
+    must start with SQLite's 16-byte header string, its header's fixed fields must hold
+    the values every SQLite file has, and, where the header's page count is
     valid (its "version-valid-for" number equals its change counter, offsets 92 and 24 of
     the header in https://sqlite.org/fileformat.html section 1.3), hold at least that many
     pages of the header's page size: a shorter file was truncated. Only the first 100
@@ -233,6 +244,19 @@ def check_sqlite_file(url: str | URL) -> None:
         )
     page_size = int.from_bytes(header[16:18], "big")
     page_size = 65536 if page_size == 1 else page_size
+    # Fixed fields of a valid header (fileformat.html 1.3): a power-of-two page size of
+    # 512 to 65536, read/write versions 1 (rollback) or 2 (WAL), payload fractions 64/32/32.
+    if (
+        page_size < 512
+        or page_size & (page_size - 1)
+        or header[18] not in (1, 2)
+        or header[19] not in (1, 2)
+        or header[21:24] != b"\x40\x20\x20"
+    ):
+        raise StorageError(
+            f"The file of the results database at {shown} has a damaged SQLite header;"
+            " it was left unchanged."
+        )
     pages = int.from_bytes(header[28:32], "big")
     counter_valid = header[24:28] == header[92:96]
     # While a WAL file exists another process may be checkpointing into the file, which

@@ -18,7 +18,8 @@ carry from one command to the next) in a working directory the caller prepares, 
   ``<time>``, durations (``12.3 s``, ``45s``) ``<duration>``;
 - runs of spaces become one space and trailing spaces go (column widths follow the
   widest cell), runs of the rule characters ``━`` and ``─`` become one (progress bars and
-  table rules follow the terminal's width);
+  table rules follow the terminal's width); text wrapped at another width matches when its
+  words are the same, in the same order (blocks run with ``COLUMNS=100``);
 - numbers are compared as numbers, to the precision the block prints: ``0.1283`` matches
   anything that rounds to it at 4 significant digits, and two magnitudes below 1e-10
   (float64 round-off, e.g. a verification's "largest relative difference") match each
@@ -209,7 +210,10 @@ def compare(expected: Sequence[str], actual: Sequence[str], cwd: Path | None = N
         want.pop()
     while got and not got[-1]:
         got.pop()
-    return _match_lines(want, got)
+    if _match_lines(want, got):
+        return True
+    # Text wrapped at another terminal width: the same words, in the same order.
+    return _match_line(" ".join(filter(None, want)), " ".join(filter(None, got)))
 
 
 def _match_lines(want: Sequence[str], got: Sequence[str]) -> bool:

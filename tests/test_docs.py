@@ -34,8 +34,9 @@ REPO = Path(__file__).resolve().parents[1]
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 DEMO_FILES = ("sweeps.db", "sweeps-demo.toml")
 BLOCK_TIMEOUT_S = 600
-SLOW_BLOCKS = {"sweeps.md:12", "sweep-spec.md:33", "sweep-spec.md:169", "README.md:79"}
-"""Blocks that train a whole sweep (tens of seconds each); they run in CI all the same."""
+SLOW_COMMANDS = ("sweeps run examples/", "mkdir try-sweeps")
+"""Blocks with these commands train a whole sweep (tens of seconds each); marked ``slow``,
+they run in CI all the same."""
 LOCAL_STATE = {".git", ".venv", "sweeps.db", "sweeps-demo.toml", "sweeps-demo-report"}
 """Entries of the checkout that are the developer's own state, not the repository's."""
 
@@ -45,7 +46,8 @@ def _all_blocks() -> list[Block]:
 
 
 def _param(block: Block) -> object:
-    marks = [pytest.mark.slow] if block.where in SLOW_BLOCKS else []
+    slow = any(text in command.text for command in block.commands for text in SLOW_COMMANDS)
+    marks = [pytest.mark.slow] if slow else []
     return pytest.param(block, id=block.where, marks=marks)
 
 
@@ -59,7 +61,7 @@ def _environment() -> dict[str, str]:
     env.update(
         PYTHONPATH=os.pathsep.join(python_path),
         PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
-        COLUMNS="120",
+        COLUMNS="100",
         NO_COLOR="1",
         TERM="dumb",
     )
@@ -111,6 +113,38 @@ def test_console_block_prints_what_the_docs_show(
     if block.problem is not None:
         pytest.fail(block.problem, pytrace=False)
     _check_block(block, _workspace(tmp_path / "repo", demo_database))
+
+
+def test_the_readme_pandas_line_prints_the_best_that_sweeps_status_prints(
+    demo_database: Path, tmp_path: Path
+) -> None:
+    """README's pandas line, run on the demo sweep, against ``sweeps status --format json``:
+    the status reads Optuna's trial attributes, the line reads the ``ms_`` tables."""
+    import json
+
+    (block,) = [b for b in blocks_of(REPO / "README.md") if "trials_frame" in str(b.commands)]
+    (command,) = [c for c in block.commands if "trials_frame" in c.text]
+    assert 'sweep="quickstart"' in command.text
+    cwd = _workspace(tmp_path / "repo", demo_database)
+    env = _environment()
+    line = subprocess.run(
+        ["bash", "-c", command.text.replace('sweep="quickstart"', 'sweep="demo"')],
+        cwd=cwd, env=env, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    printed = {
+        parts[0]: float(parts[1])
+        for parts in (text.split() for text in line.splitlines())
+        if len(parts) == 2 and parts[0] in ("pytorch", "sutskever")
+    }
+    status = subprocess.run(
+        [sys.executable, "-c", "from sweeps.cli import main; main()", "status", "demo",
+         "--format", "json"],
+        cwd=cwd, env=env, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    best = {name: entry["value"] for name, entry in json.loads(status)["best"].items()}
+    assert printed.keys() == best.keys() == {"pytorch", "sutskever"}
+    for name, value in best.items():  # pandas prints 6 significant digits
+        assert printed[name] == pytest.approx(value, rel=1e-5), name
 
 
 # --- the docs test's own tests ------------------------------------------------------------
@@ -201,6 +235,11 @@ def test_output_is_compared_after_normalising_what_varies(
     shown: str, printed: str, same: bool
 ) -> None:
     assert compare([shown], [printed]) is same
+
+
+def test_text_wrapped_at_another_width_matches_the_same_words() -> None:
+    assert compare(["a note that wraps", "here."], ["a note that", "wraps here."])
+    assert not compare(["a note that wraps", "here."], ["a note that", "wraps there."])
 
 
 def test_an_ellipsis_line_stands_for_any_lines() -> None:

@@ -292,7 +292,7 @@ def _parse(url: str | URL) -> URL:
     if isinstance(url, URL):
         return url
     try:
-        return sa.make_url(url)
+        parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
         raise StorageUsageError(
             f"The storage URL {hide_password(url)!r} is not a database URL;"
@@ -303,6 +303,12 @@ def _parse(url: str | URL) -> URL:
             f"The storage URL {hide_password(url)!r} has a port that is not a number;"
             " a port is a whole number from 1 to 65535, e.g. postgresql://user@host:5432/db."
         ) from None
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise StorageUsageError(
+            f"The storage URL {hide_password(parsed)!r} has the port {parsed.port}; a port is"
+            " a whole number from 1 to 65535, e.g. postgresql://user@host:5432/db."
+        )
+    return parsed
 
 
 def _password(url: str | URL) -> str | None:

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import quote, quote_plus
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -39,7 +40,9 @@ CONNECT_TIMEOUT_S: Final = 10
 """How long a connection to a database server may take before the server counts as down."""
 
 _READ_ONLY_OPTION: Final = "ms_read_only"
-_QUERY_PASSWORD: Final = re.compile(r"((?:password|passwd|pwd)=)[^&\s]*", re.IGNORECASE)
+_QUERY_PASSWORD: Final = re.compile(
+    r"((?:password|passwd|pwd)(?:=|%3D))[^&\s]*", re.IGNORECASE
+)
 SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 """The first 16 bytes of every SQLite database file (https://sqlite.org/fileformat.html)."""
 _DRIVERS: Final = {
@@ -80,12 +83,23 @@ def hide_password(url: str | URL) -> str:
     ``pwd=``) query parameter is masked as well.
     """
     if isinstance(url, URL):
-        return _mask_query_password(url.render_as_string(hide_password=True))
+        return _mask_query_password(_render_hidden(url))
     text = str(url)
     try:
-        return _mask_query_password(sa.make_url(text).render_as_string(hide_password=True))
+        return _mask_query_password(_render_hidden(sa.make_url(text)))
     except Exception:
         return _mask_query_password(_mask_credentials(text))
+
+
+def _render_hidden(url: URL) -> str:
+    """The URL rendered with ``***`` for its password, wherever else that text appears too
+    (a password typed into the database name when a ``?`` or ``@`` went missing)."""
+    rendered = url.render_as_string(hide_password=True)
+    password = str(url.password) if url.password else ""
+    if len(password) >= 3:
+        for form in {password, quote_plus(password), quote(password, safe="")}:
+            rendered = rendered.replace(form, "***")
+    return rendered
 
 
 def _mask_credentials(text: str) -> str:

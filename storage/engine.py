@@ -119,7 +119,12 @@ def _mask_credentials(text: str) -> str:
         start = 0
     at = text.rfind("@")
     if at >= start:
-        return f"{text[:start]}***{text[at:]}"
+        credentials = text[start:at]
+        rest = text[at:]
+        password = credentials.partition(":")[2]
+        if len(password) >= 3:  # typed again elsewhere (a query whose "?p" went missing)
+            rest = rest.replace(password, "***")
+        return f"{text[:start]}***{rest}"
     end = text.find("/", start)
     end = len(text) if end < 0 else end
     separator = text.find(":", start, end)
@@ -317,6 +322,11 @@ def _parse(url: str | URL) -> URL:
             f"The storage URL {hide_password(url)!r} has a port that is not a number;"
             " a port is a whole number from 1 to 65535, e.g. postgresql://user@host:5432/db."
         ) from None
+    if parsed.database is not None and "\x00" in parsed.database:
+        raise StorageUsageError(
+            f"The storage URL {hide_password(parsed)!r} names a database with a NUL character"
+            " (%00), which no database accepts."
+        )
     if parsed.port is not None and not 1 <= parsed.port <= 65535:
         raise StorageUsageError(
             f"The storage URL {hide_password(parsed)!r} has the port {parsed.port}; a port is"

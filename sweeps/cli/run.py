@@ -79,6 +79,11 @@ def _stderr_console():  # type: ignore[no-untyped-def]
 @click.option("--n-trials", type=int, help="The sweep's total number of trials, all workers.")
 @click.option("--name", help="The sweep's name (default: the spec's, else the file name).")
 @click.option("--population", metavar="K|auto", help=POPULATION_HELP)
+@click.option(
+    "--extend",
+    is_flag=True,
+    help="Raise the total of an existing sweep to --n-trials (same spec, more trials).",
+)
 @click.option("--no-progress", is_flag=True, help="No live progress bar.")
 def run_command(
     spec_path: Path,
@@ -88,12 +93,14 @@ def run_command(
     n_trials: int | None,
     name: str | None,
     population: str | None,
+    extend: bool,
     no_progress: bool,
 ) -> None:
     """Run the sweep SPEC with local workers, one per device, until it has its trials.
 
     Prints a live progress bar (trials done, running, failed; the best value per optimizer).
     Running the same command again resumes the sweep; Ctrl-C stops every worker cleanly.
+    A sweep that has trials keeps its spec: another spec under its name is refused.
     """
     from storage.engine import hide_password
     from sweeps.launcher import launch
@@ -115,6 +122,7 @@ def run_command(
         population=population,
         console=_stderr_console(),
         show_progress=not no_progress,
+        extend=extend,
     )
     click.echo(result.message, err=True)
     click.echo(f"Results: {hide_password(url)} (sweep {spec.name!r}).", err=True)
@@ -147,24 +155,24 @@ def worker_command(
     """Join the sweep SPEC as one worker, from any machine that reaches the database.
 
     Takes trials until the sweep has its total, then exits. SIGINT/SIGTERM fail and
-    re-queue the current trial, then stop.
+    re-queue the current trial (without using its retries), then stop (exit 130/143).
     """
-    from sweeps.devices import parse_devices
-    from sweeps.spec import load_spec
-    from sweeps.worker import run_worker
+    from sweeps.stop import STOP
 
-    _at_least_one("--n-trials", n_trials)
-    parse_devices(device)
-    spec = load_spec(spec_path, n_trials=n_trials, name=name, population=_population(population))
-    _check_task(spec)
-    if spec.population != 1:
-        from sweeps.population.worker import run_population_worker
+    with STOP.installed():  # first: a signal from now on stops the worker cleanly
+        from sweeps.devices import parse_devices
+        from sweeps.spec import load_spec
+        from sweeps.worker import run_worker
 
-        summary = run_population_worker(
-            spec, storage, population=spec.population, n_trials=n_trials, device=device
+        _at_least_one("--n-trials", n_trials)
+        parse_devices(device)
+        spec = load_spec(
+            spec_path, n_trials=n_trials, name=name, population=_population(population)
         )
-    else:
-        summary = run_worker(spec, storage, n_trials=n_trials, device=device)
+        _check_task(spec)
+        summary = run_worker(
+            spec, storage, n_trials=n_trials, device=device, population=spec.population
+        )
     click.echo(
         f"Worker done: {summary.complete} complete, {summary.pruned} pruned,"
         f" {summary.failed} failed.",

@@ -2,7 +2,7 @@
 correction Detectron applies itself (``SOLVER.SCALE_MOMENTUM``).
 
 Caffe2's ``MomentumSGDUpdate`` (pytorch/pytorch ``caffe2/sgd/momentum_sgd_op.h``,
-``momentum_sgd_update``) is Form S with the history ``h = -v`` (REFERENCE.md)::
+``momentum_sgd_update``) is Form S with the history ``h = -v`` (docs/reference.md)::
 
     h_t = μ h_{t-1} + η_t ĝ_t        w_t = w_{t-1} - h_t
 

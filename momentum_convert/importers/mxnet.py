@@ -1,7 +1,7 @@
 """MXNet: the ``example/image-classification`` training arguments and the ``mx.lr_scheduler``
 classes, evaluated at the update count MXNet passes them.
 
-MXNet's SGD is Form S (REFERENCE.md), lr inside the velocity, with coupled weight decay
+MXNet's SGD is Form S (docs/reference.md), lr inside the velocity, with coupled weight decay
 (apache/mxnet ``python/mxnet/optimizer/sgd.py`` ``SGD.step``; ``nag.py`` ``NAG.step`` for
 Nesterov; the 1.x ``optimizer.py`` ``SGD.update`` runs the same ``sgd_mom_update`` kernel)::
 

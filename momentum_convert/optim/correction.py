@@ -146,7 +146,7 @@ def _rescale_pytorch_buffers(optimizer: Optimizer, args: Any, kwargs: Any) -> No
 
 
 def _refuse_impossible_step(optimizer: Optimizer, number: int, group: dict[str, Any]) -> None:
-    """Raise if torch's step on this group cannot be Form S's (REFERENCE.md, edge case 2)."""
+    """Raise if torch's step on this group cannot be Form S's (docs/reference.md, edge case 2)."""
     lr = float(group["lr"])
     if group["momentum"] == 0:
         if group["dampening"] != 0 and lr > 0 and any(p.grad is not None for p in group["params"]):

@@ -39,7 +39,7 @@ from sweeps.cli import cli
 from tests.reliability.conftest import FULL
 from tests.reliability.fuzzing import assert_one_sentence
 
-SMALL_URLS, LARGE_URLS = 15, (3000 if FULL else 300)
+SMALL_URLS, LARGE_URLS = 15, (3000 if FULL else 150)
 SMALL_FILES, LARGE_FILES = 3, (300 if FULL else 40)
 
 SPEC = """
@@ -137,6 +137,8 @@ def _safe(url: str, folder: Path) -> tuple[bool, str | None]:
     password = str(parsed.password) if parsed.password is not None else None
     if password is None and isinstance(in_query, str):
         password = in_query
+    if "\x00" in (parsed.database or ""):
+        return True, password  # refused before anything opens it
     if backend == "sqlite":
         database = parsed.database or ""
         if database.startswith("file:") or os.path.isabs(database) or ".." in database:

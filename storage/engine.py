@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -170,7 +171,11 @@ def create_engine(
             kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
             kwargs["pool_recycle"] = 3600
     try:
-        engine = sa.create_engine(parsed, **kwargs)
+        with warnings.catch_warnings():
+            # pysqlite ignores query arguments without uri=true, and says so on stderr; a
+            # command's output stays its one line (the URL is used as SQLite reads it).
+            warnings.filterwarnings("ignore", "Query string argument", sa.exc.SAWarning)
+            engine = sa.create_engine(parsed, **kwargs)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
         raise StorageUsageError(
             f"Cannot use the storage URL {hide_password(parsed)}: {_first_line(exc)};"

@@ -110,8 +110,15 @@ class SweepStudy:
         return self.study.study_name
 
     def close(self) -> None:
-        """Return every connection this worker holds (Optuna's and the results engine's)."""
-        storage = self.study._storage
+        """Return every connection this worker holds (Optuna's and the results engine's).
+
+        ``create_study`` wraps the RDBStorage in Optuna's ``_CachedStorage``: the engine to
+        dispose is its ``_backend``. Left open, a process that closes one sweep and opens
+        another (an independent sweep's launcher, one arm after the other) kept a SQLite
+        connection whose file then read "database disk image is malformed" once the next
+        sweep's workers wrote to it (reproduced on SQLite 3 with WAL).
+        """
+        storage = getattr(self.study._storage, "_backend", self.study._storage)
         if isinstance(storage, RDBStorage):
             storage.remove_session()
             storage.engine.dispose()

@@ -111,6 +111,10 @@ def run_command(
     spec = load_spec(spec_path, n_trials=n_trials, name=name, population=_population(population))
     url = _storage_url(storage, spec.storage)
     _check_task(spec)
+    if spec.independent:
+        from sweeps.independent import launch_independent
+
+        launch = launch_independent  # one launch per optimizer's study, then its confirmation
     result = launch(
         spec,
         spec_path.resolve(),
@@ -144,6 +148,11 @@ def run_command(
 @click.option("--name", help="The sweep's name (default: the spec's, else the file name).")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda:N.")
 @click.option("--population", metavar="K|auto", help=POPULATION_HELP)
+@click.option(
+    "--arm",
+    metavar="OPTIMIZER",
+    help='pairing = "independent" only: serve this optimizer\'s study (default: each in turn).',
+)
 def worker_command(
     spec_path: Path,
     storage: str,
@@ -151,6 +160,7 @@ def worker_command(
     name: str | None,
     device: str,
     population: str | None,
+    arm: str | None,
 ) -> None:
     """Join the sweep SPEC as one worker, from any machine that reaches the database.
 
@@ -170,9 +180,22 @@ def worker_command(
             spec_path, n_trials=n_trials, name=name, population=_population(population)
         )
         _check_task(spec)
-        summary = run_worker(
-            spec, storage, n_trials=n_trials, device=device, population=spec.population
-        )
+        if arm is not None and (not spec.independent or arm not in spec.optimizers):
+            raise SweepUsageError(
+                f"--arm {arm!r} names no optimizer of an independent sweep; the spec's"
+                f" optimizers are {', '.join(spec.optimizers)} and its pairing is"
+                f" {'independent' if spec.independent else spec.pairing!r}."
+            )
+        if spec.independent:
+            from sweeps.independent import run_independent_worker
+
+            summary = run_independent_worker(
+                spec, storage, arms=(arm,) if arm else None, device=device
+            )
+        else:
+            summary = run_worker(
+                spec, storage, n_trials=n_trials, device=device, population=spec.population
+            )
     click.echo(
         f"Worker done: {summary.complete} complete, {summary.pruned} pruned,"
         f" {summary.failed} failed.",

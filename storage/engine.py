@@ -44,6 +44,7 @@ _READ_ONLY_OPTION: Final = "ms_read_only"
 _QUERY_PASSWORD: Final = re.compile(
     r"((?:password|passwd|pwd)(?:=|%3D))[^&\s]*", re.IGNORECASE
 )
+_QUERY_VALUE: Final = re.compile(r"([?&][^=&?]*=)[^&]*")
 SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 """The first 16 bytes of every SQLite database file (https://sqlite.org/fileformat.html)."""
 _DRIVERS: Final = {
@@ -89,7 +90,8 @@ def hide_password(url: str | URL) -> str:
     try:
         return _mask_query_password(_render_hidden(sa.make_url(text)))
     except Exception:
-        return _mask_query_password(_mask_credentials(text))
+        # Unparsable: which part is a password is unknown, so every query value is hidden too.
+        return _QUERY_VALUE.sub(r"\1***", _mask_credentials(text))
 
 
 def _render_hidden(url: URL) -> str:

@@ -185,7 +185,28 @@ def create_engine(
         ) from None
     if backend == "sqlite":
         _configure_sqlite(engine)
+    else:
+        _refuse_unknown_arguments(engine)
     return engine
+
+
+def _refuse_unknown_arguments(engine: Engine) -> None:
+    """A query argument the driver does not take (``?sslmode=`` on PyMySQL) is a usage
+    error naming it, not the driver's ``TypeError`` from inside the connection pool."""
+    shown = hide_password(engine.url)
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        try:
+            return dialect.loaded_dbapi.connect(*cargs, **cparams)
+        except TypeError as exc:
+            if "unexpected keyword argument" not in str(exc):
+                raise
+            argument = str(exc).rsplit("argument", 1)[-1].strip()
+            raise StorageUsageError(
+                f"The storage URL {shown} passes {argument} to the {engine.driver} driver,"
+                " which does not accept it; remove it from the URL's query string."
+            ) from None
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -114,13 +114,12 @@ def ray_command(
     sweep's progress is drawn from the database. Ctrl-C stops every worker cleanly (their
     trials are re-queued) and exits 130.
     """
-    from sweeps.launch.ray import AUTO, LOCAL, check_reachable, check_shares, launch_on_ray
+    from sweeps.launch.ray import check_address, check_shares, launch_on_ray
 
     check_shares(gpus_per_worker, cpus_per_worker, max_restarts)
     launch = _prepare(spec_path, storage, name, n_trials, workers)
     if dry_run:
-        if address not in (AUTO, LOCAL):
-            check_reachable(address)
+        check_address(address)
         gpus = f"{gpus_per_worker:g}" if gpus_per_worker is not None else "1 if it has GPUs"
         count = launch.workers or f"one per GPU (else per {cpus_per_worker:g} CPUs)"
         device = "cpu" if gpus_per_worker == 0 else "cuda:0"

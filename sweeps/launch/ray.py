@@ -211,8 +211,7 @@ def launch_on_ray(
 
     ray = _import_ray()
     check_shares(gpus_per_worker, cpus_per_worker, max_restarts)
-    if address not in (AUTO, LOCAL):
-        check_reachable(address)  # before anything is written to the database
+    check_address(address)  # before anything is written to the database
     spec = parse_spec(
         launch.spec_text, default_name=launch.name, name=launch.name, n_trials=launch.n_trials
     )
@@ -336,7 +335,25 @@ def _joined_running_cluster(ray: Any, options: dict[str, Any]) -> bool:
     return True
 
 
-def check_reachable(address: str) -> None:
+def check_address(address: str) -> None:
+    """Check the cluster that ``--address`` names before anything is written.
+
+    ``local`` starts a cluster and needs nothing. ``auto`` joins the cluster that
+    ``RAY_ADDRESS`` names when it is set: a named cluster that does not answer is an error
+    (exit 1), not a reason to start a local one in its place; with no ``RAY_ADDRESS``,
+    ``auto`` looks for a cluster on this machine and starts one when there is none.
+    """
+    if address == LOCAL:
+        return
+    if address == AUTO:
+        named = os.environ.get("RAY_ADDRESS", "").strip()
+        if named and named not in (AUTO, LOCAL):
+            check_reachable(named, source="RAY_ADDRESS")
+        return
+    check_reachable(address)
+
+
+def check_reachable(address: str, *, source: str = "--address") -> None:
     """One sentence, exit 1, when nothing listens at ``HOST:PORT`` (or ``ray://HOST:PORT``).
 
     Raises:
@@ -347,7 +364,7 @@ def check_reachable(address: str) -> None:
     host, _, port_text = hostport.rpartition(":")
     if not host or not port_text.isdigit():
         raise SweepUsageError(
-            f"--address must be auto, local, HOST:PORT or ray://HOST:PORT, got {address!r}."
+            f"{source} must be auto, local, HOST:PORT or ray://HOST:PORT, got {address!r}."
         )
     try:
         with socket.create_connection((host, int(port_text)), timeout=CONNECT_TIMEOUT_S):
@@ -355,8 +372,8 @@ def check_reachable(address: str) -> None:
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise SweepError(
-            f"No Ray cluster answers at {address} ({reason}); start one there with"
-            " `ray start --head`, or leave out --address to start a local one."
+            f"No Ray cluster answers at {address} (from {source}: {reason}); start one there"
+            " with `ray start --head`, or pass --address local to start a local one."
         ) from None
 
 

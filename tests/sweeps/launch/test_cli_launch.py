@@ -85,6 +85,19 @@ def test_an_unreachable_ray_address_exits_1_before_the_database_is_touched(tmp_p
     assert not database.exists(), "nothing is written before the cluster is reached"
 
 
+def test_an_unreachable_ray_address_in_the_environment_exits_1_instead_of_starting_a_local_one(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    database = tmp_path / "sweeps.db"
+    result = CliRunner().invoke(
+        cli, ["launch", "ray", str(QUICKSTART), "--storage", f"sqlite:///{database}"]
+    )
+    line = _one_sentence(result, 1)
+    assert "No Ray cluster answers at 127.0.0.1:1 (from RAY_ADDRESS" in line
+    assert not database.exists(), "nothing is written before the cluster is reached"
+
+
 def test_the_ray_dry_run_prints_the_plan_without_the_password():
     result = CliRunner().invoke(
         cli,

@@ -16,7 +16,7 @@ import math
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 TOP_LEVEL_KEYS = (
     "name",
     "task",
+    "task_options",
+    "data_dir",
     "optimizers",
     "convention",
     "recipe",
@@ -63,6 +65,7 @@ TOP_LEVEL_KEYS = (
     "timeout",
     "devices",
     "population",
+    "threads",
     "storage",
     "heartbeat_interval",
     "grace_period",
@@ -103,6 +106,11 @@ class SweepSpec:
     #: The catalog recipe the search space was filled from (``sweeps.recipe_start``).
     recipe: str | None = None
     recipe_spread: float | None = None
+    #: The task's options (``[task_options]``) and data folder (``sweeps.tasks.cifar10``).
+    task_options: dict[str, Any] = field(default_factory=dict)
+    data_dir: str | None = None
+    #: torch threads per CPU worker; ``None``: its share of the cores (``sweeps.threads``).
+    threads: int | None = None
 
     @property
     def other_family(self) -> str | None:
@@ -115,6 +123,8 @@ class SweepSpec:
         out: dict[str, Any] = {
             "name": self.name,
             "task": self.task,
+            "task_options": dict(self.task_options) or None,
+            "data_dir": self.data_dir,
             "optimizers": list(self.optimizers),
             "convention": self.convention,
             "recipe": self.recipe,
@@ -136,6 +146,7 @@ class SweepSpec:
             "grace_period": self.grace_period,
             "max_retries": self.max_retries,
             "population": self.population if self.population != 1 else None,
+            "threads": self.threads,
         }
         return {key: value for key, value in out.items() if value is not None}
 
@@ -243,6 +254,10 @@ def _build(table: Mapping[str, Any]) -> SweepSpec:
     if not _NAME.match(name):
         raise SpecError(f"name must use letters, digits, '.', '_' and '-' only, got {name!r}.")
     task = _task(_string(_required(table, "task"), "task"))
+    data_dir = table.get("data_dir")
+    if data_dir is not None:
+        data_dir = _string(data_dir, "data_dir")
+    task_options = _task_options(task, data_dir, table.get("task_options", {}))
     optimizers = _optimizers(table.get("optimizers", list(OPTIMIZERS)))
     convention = _string(table.get("convention", "pytorch"), "convention").lower()
     family = _family(convention)
@@ -307,6 +322,9 @@ def _build(table: Mapping[str, Any]) -> SweepSpec:
     population = table.get("population", 1)
     if population != "auto":
         population = _whole(population, "population (or 'auto')", 1)
+    threads = table.get("threads")
+    if threads is not None:
+        threads = _whole(threads, "threads", 1)
 
     spec = SweepSpec(
         name=name,
@@ -332,6 +350,9 @@ def _build(table: Mapping[str, Any]) -> SweepSpec:
         population=population,
         recipe=recipe,
         recipe_spread=None if recipe_spread is None else float(recipe_spread),
+        task_options=task_options,
+        data_dir=data_dir,
+        threads=threads,
     )
     if sampler == "grid":
         grid_search_space(spec)  # raises SpecError naming a continuous range
@@ -347,6 +368,22 @@ def _task(name: str) -> str:
     except SweepUsageError as exc:
         raise SpecError(str(exc)) from None
     return name
+
+
+def _task_options(task: str, data_dir: str | None, raw: object) -> dict[str, Any]:
+    """``[task_options]``, checked by the task itself (:func:`sweeps.tasks.configure_task`)."""
+    from sweeps.errors import SweepUsageError
+    from sweeps.tasks import configure_task, get_task
+
+    if not isinstance(raw, dict):
+        raise SpecError(
+            f"task_options must be a table such as {{precision = 'bf16'}}, got {raw!r}."
+        )
+    try:
+        configure_task(get_task(task), data_dir, raw)
+    except SweepUsageError as exc:
+        raise SpecError(str(exc)) from None
+    return dict(raw)
 
 
 def _task_has_accuracy(name: str) -> bool:

@@ -48,7 +48,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import signal
 import time
 import warnings
@@ -78,6 +77,7 @@ from sweeps.study import (
     open_study,
     retry_on_disconnect,
 )
+from sweeps.threads import claim_cpu_share
 
 if TYPE_CHECKING:
     from sweeps.spec import SweepSpec
@@ -261,7 +261,6 @@ def run_rounds(
         StorageUnavailableError: the database stayed unreachable for the retry budget.
         SweepError: the sweep would never end, or its trials kept failing.
     """
-    _configure_threads()
     settings = settings or StudySettings.for_spec(spec)
     sweep = open_study(spec, url, settings=settings, n_trials=n_trials)
     total = sweep.n_trials
@@ -287,11 +286,13 @@ def run_rounds(
     # Samplers that end the search themselves (the grid, once every point is taken) call
     # ``study.stop()``, which Optuna allows only inside its optimize loop: this loop is one.
     sweep.study._thread_local.in_optimize_loop = True
+    cores = claim_cpu_share(spec, url, device)  # sweeps.threads: this worker's share
     try:
         runner = make_runner(sweep, recorder)
         with guard:
             next_stale_check = 0.0
             while signals.received is None and time.monotonic() < deadline:
+                cores.refresh()
                 if sweep.study._stop_flag:
                     break
                 # Between rounds, looking for dead workers' trials costs a query: once per
@@ -308,6 +309,7 @@ def run_rounds(
                     continue
                 _run_round(sweep, trials, runner, signals, settings, summary)
     finally:
+        cores.release()
         recorder.close()
         sweep.close()
     summary.stopped_by = signals.received
@@ -524,14 +526,3 @@ def _requeue(study: optuna.Study, trial: optuna.Trial, settings: StudySettings) 
             trial.number,
             type(exc).__name__,
         )
-
-
-def _configure_threads() -> None:
-    """Use this worker's share of the cores (``SWEEPS_NUM_THREADS``, set by ``sweeps run``)."""
-    from sweeps.devices import THREADS_ENV_VAR
-
-    text = os.environ.get(THREADS_ENV_VAR, "").strip()
-    if text.isdigit() and int(text) > 0:
-        import torch
-
-        torch.set_num_threads(int(text))

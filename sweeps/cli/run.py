@@ -41,6 +41,16 @@ POPULATION_HELP = (
 )
 
 
+DOWNLOAD_HELP = "Download the task's data set if it is missing (CIFAR-10: 163 MiB, MD5-checked)."
+
+
+def _prepare_data(spec: object, download: bool) -> None:
+    """The task's data must be on disk before any worker starts (``sweeps.tasks``)."""
+    from sweeps.tasks import prepare_task, task_for_spec
+
+    prepare_task(task_for_spec(spec), download=download)
+
+
 def _storage_url(option: str | None, spec_storage: str | None) -> str:
     import os
 
@@ -67,6 +77,7 @@ def _stderr_console():  # type: ignore[no-untyped-def]
 @click.option("--n-trials", type=int, help="The sweep's total number of trials, all workers.")
 @click.option("--name", help="The sweep's name (default: the spec's, else the file name).")
 @click.option("--population", metavar="K|auto", help=POPULATION_HELP)
+@click.option("--download", is_flag=True, help=DOWNLOAD_HELP)
 @click.option("--no-progress", is_flag=True, help="No live progress bar.")
 def run_command(
     spec_path: Path,
@@ -76,6 +87,7 @@ def run_command(
     n_trials: int | None,
     name: str | None,
     population: str | None,
+    download: bool,
     no_progress: bool,
 ) -> None:
     """Run the sweep SPEC with local workers, one per device, until it has its trials.
@@ -90,6 +102,7 @@ def run_command(
     _at_least_one("--workers", workers)
     _at_least_one("--n-trials", n_trials)
     spec = load_spec(spec_path, n_trials=n_trials, name=name, population=_population(population))
+    _prepare_data(spec, download)
     url = _storage_url(storage, spec.storage)
     result = launch(
         spec,
@@ -123,6 +136,12 @@ def run_command(
 @click.option("--name", help="The sweep's name (default: the spec's, else the file name).")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda:N.")
 @click.option("--population", metavar="K|auto", help=POPULATION_HELP)
+@click.option(
+    "--threads",
+    type=int,
+    help="torch threads for a CPU worker (default: the spec's, else its share of the cores).",
+)
+@click.option("--download", is_flag=True, help=DOWNLOAD_HELP)
 def worker_command(
     spec_path: Path,
     storage: str,
@@ -130,6 +149,8 @@ def worker_command(
     name: str | None,
     device: str,
     population: str | None,
+    threads: int | None,
+    download: bool,
 ) -> None:
     """Join the sweep SPEC as one worker, from any machine that reaches the database.
 
@@ -141,8 +162,12 @@ def worker_command(
     from sweeps.worker import run_worker
 
     _at_least_one("--n-trials", n_trials)
+    _at_least_one("--threads", threads)
     parse_devices(device)
-    spec = load_spec(spec_path, n_trials=n_trials, name=name, population=_population(population))
+    spec = load_spec(
+        spec_path, n_trials=n_trials, name=name, population=_population(population), threads=threads
+    )
+    _prepare_data(spec, download)
     if spec.population != 1:
         from sweeps.population.worker import run_population_worker
 

@@ -71,6 +71,12 @@ def require_stackable(task: object) -> None:
     """Raise :class:`SweepUsageError` unless ``task`` declares a stackable model."""
     if not is_stackable(task):
         name = getattr(task, "name", type(task).__name__)
+        because = getattr(task, "not_stackable_because", None)
+        if because:  # a built-in task that cannot be stacked, and why
+            raise SweepUsageError(
+                f"task {name!r} cannot run with population > 1: {because}; set population = 1"
+                " and run one worker per device instead."
+            )
         raise SweepUsageError(
             f"task {name!r} has not declared that its model can be stacked, so it cannot run"
             " with population > 1; decorate its function with @sweeps.population.stackable if"

@@ -23,7 +23,7 @@ from sweeps.objective import DatabaseRecorder
 from sweeps.population.stacked import require_stackable
 from sweeps.population.trials import EpochsWriter, PopulationObjective
 from sweeps.study import StudySettings, SweepStudy, retry_on_disconnect
-from sweeps.tasks import Task, get_task
+from sweeps.tasks import Task, task_for_spec
 from sweeps.training import EpochResult
 from sweeps.worker import RoundRunner, TrialEnd, WorkerSummary, run_rounds, run_worker
 
@@ -134,7 +134,7 @@ def run_population_worker(
         StorageUnavailableError: the database stayed unreachable for the retry budget.
         SweepError: the worker's trials kept failing (the message gives the last reason).
     """
-    task = get_task(spec.task)
+    task = task_for_spec(spec)
     require_stackable(task)
     size = resolve_population(population, task, device)
     if size == 1:  # nothing to stack ("auto" for a convolutional model on a CPU)

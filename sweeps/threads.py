@@ -94,6 +94,8 @@ class RegisteredWorker:
     pid: int
     sweep: str
     threads: int
+    #: Whether ``threads`` was given (``threads``, ``--threads``, ``sweeps run``), not counted.
+    fixed: bool = False
 
 
 def _alive(pid: int) -> bool:
@@ -113,7 +115,12 @@ def registered_workers(folder: Path | None = None) -> list[RegisteredWorker]:
     for path in sorted(folder.glob("*.json")):
         try:
             entry = json.loads(path.read_text(encoding="utf-8"))
-            worker = RegisteredWorker(int(entry["pid"]), str(entry["sweep"]), int(entry["threads"]))
+            worker = RegisteredWorker(
+                int(entry["pid"]),
+                str(entry["sweep"]),
+                int(entry["threads"]),
+                bool(entry.get("fixed", False)),
+            )
         except (OSError, ValueError, KeyError, TypeError):
             continue  # being written, or not ours
         if _alive(worker.pid):
@@ -125,8 +132,20 @@ def registered_workers(folder: Path | None = None) -> list[RegisteredWorker]:
 
 
 def oversubscription(workers: list[RegisteredWorker], cores: int) -> str | None:
-    """The warning to give when ``workers`` run more threads than ``cores``, else ``None``."""
-    threads = sum(w.threads for w in workers)
+    """The warning to give when ``workers`` run more threads than ``cores``, else ``None``.
+
+    A worker whose threads are counted is taken at its sweep's share (what it settles at
+    once every worker has recounted), so that workers starting one after another do not
+    warn on their way there; a worker with a given thread count at that count.
+    """
+    counted: dict[str, int] = {}
+    for worker in workers:
+        if not worker.fixed:
+            counted[worker.sweep] = counted.get(worker.sweep, 0) + 1
+    threads = sum(
+        worker.threads if worker.fixed else share_of(cores, counted[worker.sweep])
+        for worker in workers
+    )
     if threads <= cores:
         return None
     return (
@@ -152,16 +171,21 @@ class CoreShare:
 
     def wanted(self) -> int:
         """The thread count the rules of the module docstring give now."""
+        given = self.given()
+        if given is not None:
+            return given
+        peers = [w for w in registered_workers(self.folder) if w.sweep == self.sweep]
+        count = len({w.pid for w in peers} | {os.getpid()})
+        return share_of(machine_cores(), count)
+
+    def given(self) -> int | None:
+        """The spec's (or ``--threads``) count, else ``sweeps run``'s, else ``None``."""
         if self.explicit is not None:
             return self.explicit
         from sweeps.devices import THREADS_ENV_VAR
 
         text = os.environ.get(THREADS_ENV_VAR, "").strip()
-        if text.isdigit() and int(text) > 0:
-            return int(text)
-        peers = [w for w in registered_workers(self.folder) if w.sweep == self.sweep]
-        count = len({w.pid for w in peers} | {os.getpid()})
-        return share_of(machine_cores(), count)
+        return int(text) if text.isdigit() and int(text) > 0 else None
 
     def refresh(self) -> int:
         """Recount, set torch's intra-op threads, record them; returns the thread count.
@@ -185,7 +209,12 @@ class CoreShare:
 
     def _record(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        entry = {"pid": os.getpid(), "sweep": self.sweep, "threads": self.threads}
+        entry = {
+            "pid": os.getpid(),
+            "sweep": self.sweep,
+            "threads": self.threads,
+            "fixed": self.given() is not None,
+        }
         scratch = self.path.with_suffix(".tmp")
         scratch.write_text(json.dumps(entry), encoding="utf-8")
         os.replace(scratch, self.path)  # readers never see half a file

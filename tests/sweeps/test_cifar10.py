@@ -426,3 +426,46 @@ def test_a_failed_download_is_a_runtime_error_naming_the_url(tmp_path, monkeypat
     with pytest.raises(SweepError, match=r"downloading https://www\.cs\.toronto\.edu/.* failed"):
         download_cifar10(tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+# --- on a GPU ---------------------------------------------------------------------------
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.cuda
+@cuda
+def test_on_cuda_the_data_and_its_augmentation_stay_on_the_device(archive):
+    root = archive[0]
+    setup = resnet20(root).build(seed=0, batch_size=16, device="cuda:0")
+    assert setup.train_loader.images.device.type == "cuda"
+    assert setup.train_loader.images.dtype == torch.uint8
+    inputs, targets = next(iter(setup.train_loader))
+    assert inputs.device.type == "cuda"
+    assert targets.device.type == "cuda"
+    assert all(p.device.type == "cuda" for p in setup.model.parameters())
+    again = resnet20(root).build(seed=0, batch_size=16, device="cuda:0")
+    assert torch.equal(inputs, next(iter(again.train_loader))[0])
+
+
+@pytest.mark.cuda
+@cuda
+def test_on_cuda_bf16_channels_last_trains_a_recipe_epoch(archive):
+    from sweeps.pairing import plan_runs
+    from sweeps.search_space import Configuration
+    from sweeps.spec import parse_spec
+    from sweeps.training import train_run
+
+    spec = parse_spec(SPEC.format(root=archive[0], epochs=1))
+    task = resnet20(archive[0], precision="bf16", channels_last=True)
+    steps = task.build(seed=0, batch_size=16, device="cuda:0").steps_per_epoch
+    configuration = Configuration(
+        lr=0.1, momentum=0.9, weight_decay=1e-4, nesterov=False, schedule="recipe",
+        batch_size=16, epochs=1, schedule_params={"name": "resnet_cifar10"},
+    )  # fmt: skip
+    [source, *_] = plan_runs(spec, configuration, steps)
+    outcome = train_run(
+        task, source, device="cuda:0", objective="val_accuracy", direction="maximize"
+    )
+    assert outcome.diverged_at_step is None
+    assert 0 <= outcome.value <= 1

@@ -107,7 +107,7 @@ class SweepSpec:
     recipe: str | None = None
     recipe_spread: float | None = None
     #: The task's options (``[task_options]``) and data folder (``sweeps.tasks.cifar10``).
-    task_options: dict[str, Any] = field(default_factory=dict)
+    task_options: dict[str, Any] = field(default_factory=dict, hash=False)
     data_dir: str | None = None
     #: torch threads per CPU worker; ``None``: its share of the cores (``sweeps.threads``).
     threads: int | None = None

@@ -146,3 +146,24 @@ def test_three_hand_started_workers_each_take_a_third_of_the_cores(tmp_path):
         workspace.stop_all()
     assert "oversubscribed" not in workspace.all_logs()
     assert not {w.pid for w in registered_workers()} & pids  # each unregistered itself
+
+
+def test_a_thread_count_below_one_is_refused_in_the_spec_and_on_the_command_line(tmp_path):
+    from click.testing import CliRunner
+
+    from sweeps.cli import cli
+    from sweeps.errors import SpecError
+    from sweeps.spec import parse_spec
+
+    top = 'name = "t"\ntask = "nqm"\nn_trials = 1\n'
+    space = "[search_space]\nlr = 0.1\nmomentum = 0.9\nepochs = 1\n"
+    with pytest.raises(SpecError, match="threads must be >= 1, got 0"):
+        parse_spec(top + "threads = 0\n" + space)
+    text = top + space
+    spec = tmp_path / "t.toml"
+    spec.write_text(text)
+    result = CliRunner().invoke(
+        cli, ["worker", str(spec), "--storage", f"sqlite:///{tmp_path / 't.db'}", "--threads", "0"]
+    )
+    assert result.exit_code == 2
+    assert "--threads must be at least 1, got 0" in result.output

@@ -113,7 +113,7 @@ def sweep_seconds_per_trial(args: argparse.Namespace, population: int | None, tr
     """Seconds per finished trial of a fresh sweep, sequential or in population mode."""
     from sweeps.population.worker import run_population_worker
     from sweeps.spec import parse_spec
-    from sweeps.study import StudySettings
+    from sweeps.sweep_study import StudySettings
     from sweeps.worker import run_worker
 
     settings = StudySettings(heartbeat_interval=10, grace_period=30, max_retry=0)

@@ -170,7 +170,7 @@ def steady_rate(url: str, study_name: str) -> float:
 def scaling_throughput(url: str, workers: int, n_trials: int) -> tuple[float, int, int]:
     """Trials/s of ``workers`` worker processes; also COMPLETE count and distinct configs."""
     from sweeps.spec import parse_spec
-    from sweeps.study import open_study
+    from sweeps.sweep_study import open_study
 
     spec_path = HERE / f".scaling-{uuid.uuid4().hex[:6]}.toml"
     spec_path.write_text(SCALING_SPEC.format(n_trials=n_trials))

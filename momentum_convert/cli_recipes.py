@@ -65,7 +65,8 @@ def _with_notes(conversion: Conversion, notes: tuple[str, ...]) -> Conversion:
     "--steps-per-epoch",
     type=int,
     default=None,
-    help="Steps per epoch, for argument files that give 'epochs'.",
+    help="Steps per epoch: for argument files that give 'epochs', and the data loader length"
+    " that mmengine and timm schedules count in.",
 )
 @click.option("--format", "output", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--debug", is_flag=True, hidden=True, expose_value=False)
@@ -81,7 +82,10 @@ def import_command(
 
     \b
     KIND: caffe (solver.prototxt), keras (SGD get_config()/serialize() JSON or YAML),
-          tf1, optax, torch7 (the optimizer's arguments as JSON or YAML).
+          tf1, optax, torch7 (the optimizer's arguments as JSON or YAML),
+          mxnet (train_*.py set_defaults or fit.py arguments), gluoncv (training
+          command), detectron, detectron2 (YAML configs), mmengine (Python config,
+          not executed), timm (args.yaml or train.py command).
     \b
     momentum-convert import caffe solver.prototxt --to pytorch --format python
     """
@@ -93,7 +97,7 @@ def import_command(
             f" give the path of a {kind} file."
         )
     imported = importers.load(kind, file, steps=steps, steps_per_epoch=steps_per_epoch)
-    conversion = _with_notes(convert(imported.recipe, target), imported.notes)
+    conversion = _with_notes(convert(imported.recipe, target), imported.all_notes())
     recipe = imported.recipe
     _emit(
         conversion,
@@ -105,6 +109,7 @@ def import_command(
                 "convention": recipe.convention,
                 "lr_schedule": recipe.lr_schedule.describe(),
                 "momentum_schedule": recipe.momentum_schedule.describe(),
+                "groups": [group.to_json() for group in imported.groups],
             }
         },
     )

@@ -21,6 +21,7 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -28,7 +29,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.errors import StorageUnavailableError, StorageUsageError
+from storage.errors import StorageError, StorageUnavailableError, StorageUsageError
 
 DEFAULT_URL: Final = "sqlite:///sweeps.db"
 STORAGE_ENV_VAR: Final = "SWEEPS_STORAGE"
@@ -38,6 +39,9 @@ CONNECT_TIMEOUT_S: Final = 10
 """How long a connection to a database server may take before the server counts as down."""
 
 _READ_ONLY_OPTION: Final = "ms_read_only"
+_QUERY_PASSWORD: Final = re.compile(r"((?:password|passwd|pwd)=)[^&\s]*", re.IGNORECASE)
+SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+"""The first 16 bytes of every SQLite database file (https://sqlite.org/fileformat.html)."""
 _DRIVERS: Final = {
     "postgresql": "postgresql+psycopg",
     "postgres": "postgresql+psycopg",
@@ -70,14 +74,38 @@ def normalize_url(url: str | URL) -> str:
 def hide_password(url: str | URL) -> str:
     """The URL with its password shown as ``***``; safe to print and log.
 
-    Works on text that is not a valid URL too (the ``user:password@`` part is masked).
+    Works on text that is not a valid URL too: everything between where the user name
+    starts (after ``//``, else after the first ``:``) and the last ``@`` is masked, so a
+    ``user:password@`` is hidden whatever surrounds it. A ``password=`` (or ``passwd=``,
+    ``pwd=``) query parameter is masked as well.
     """
     if isinstance(url, URL):
-        return url.render_as_string(hide_password=True)
+        return _mask_query_password(url.render_as_string(hide_password=True))
+    text = str(url)
     try:
-        return sa.make_url(url).render_as_string(hide_password=True)
+        return _mask_query_password(sa.make_url(text).render_as_string(hide_password=True))
     except Exception:
-        return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", str(url))
+        return _mask_query_password(_mask_credentials(text))
+
+
+def _mask_credentials(text: str) -> str:
+    """``text`` with the ``user:password`` before its last ``@`` replaced by ``***``."""
+    at = text.rfind("@")
+    if at < 0:
+        return text
+    slashes = text.find("//", 0, at)
+    colon = text.find(":", 0, at)
+    if slashes >= 0 and (colon < 0 or slashes <= colon + 1):
+        start = slashes + 2
+    elif colon >= 0:
+        start = colon + 1
+    else:
+        start = 0
+    return f"{text[:start]}***{text[at:]}"
+
+
+def _mask_query_password(text: str) -> str:
+    return _QUERY_PASSWORD.sub(r"\1***", text)
 
 
 def create_engine(
@@ -96,11 +124,14 @@ def create_engine(
 
     Raises:
         StorageUsageError: the URL is malformed or names an unknown backend or driver.
+        StorageError: the SQLite file exists but is not an intact SQLite database
+            (:func:`check_sqlite_file`).
     """
     parsed = _parse(normalize_url(url if url is not None else default_url()))
     kwargs: dict[str, Any] = {}
     backend = parsed.get_backend_name()
     if backend == "sqlite":
+        check_sqlite_file(parsed)
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     else:
         kwargs.update(pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow)
@@ -149,19 +180,88 @@ def unavailable_as_storage_error(url: str | URL) -> Iterator[None]:
         yield
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         raise unavailable_error(url, exc) from None
+    except sa.exc.DatabaseError as exc:
+        if type(exc) is not sa.exc.DatabaseError:  # integrity, programming, data errors
+            raise
+        raise unreadable_error(url, exc) from None
+
+
+def unreadable_error(url: str | URL, exc: BaseException) -> StorageError:
+    """The :class:`StorageError` for a database file the driver cannot read (SQLite's
+    "file is not a database", "database disk image is malformed")."""
+    return StorageError(
+        f"The results database at {hide_password(url)} cannot be read:"
+        f" {_scrubbed_reason(url, exc)}; it was left unchanged."
+    )
+
+
+def check_sqlite_file(url: str | URL) -> None:
+    """Refuse a SQLite file that is not an intact SQLite database, before SQLite opens it.
+
+    A missing or empty file is fine (SQLite makes a new database there). Otherwise the file
+    must start with SQLite's 16-byte header string, and, where the header's page count is
+    valid (its "version-valid-for" number equals its change counter, offsets 92 and 24 of
+    the header in https://sqlite.org/fileformat.html section 1.3), hold at least that many
+    pages of the header's page size: a shorter file was truncated. Only the first 100
+    bytes are read; nothing is written.
+
+    Raises:
+        StorageError: the file is not a SQLite database, or is truncated.
+    """
+    database = _parse(url).database
+    if database in (None, "", ":memory:") or database.startswith("file:"):
+        return
+    path = Path(database)
+    try:
+        with path.open("rb") as file:
+            header = file.read(100)
+        size = path.stat().st_size
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+        return  # SQLite's own error (or a new database) says what is wrong
+    if not header:
+        return
+    shown = hide_password(url)
+    if not header.startswith(SQLITE_MAGIC):
+        raise StorageError(
+            f"The file of the results database at {shown} is not a SQLite database"
+            " (it does not start with SQLite's header); it was left unchanged."
+        )
+    if len(header) < 100:
+        raise StorageError(
+            f"The SQLite file of the results database at {shown} is truncated"
+            f" ({size} bytes, shorter than SQLite's 100-byte header); it was left unchanged."
+        )
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    counter_valid = header[24:28] == header[92:96]
+    # While a WAL file exists another process may be checkpointing into the file, which
+    # can be shorter than its new header for a moment: no size check then.
+    checkpointing = path.with_name(path.name + "-wal").exists()
+    if counter_valid and not checkpointing and page_size and size < pages * page_size:
+        raise StorageError(
+            f"The SQLite file of the results database at {shown} is truncated ({size} bytes;"
+            f" its header says {pages} pages of {page_size} bytes); it was left unchanged."
+        )
 
 
 def unavailable_error(url: str | URL, exc: BaseException) -> StorageUnavailableError:
     """The :class:`StorageUnavailableError` for a failed connection to ``url``."""
-    reason = _first_line(getattr(exc, "orig", None) or exc)
-    password = _password(url)
-    if password:
-        reason = reason.replace(password, "***")
+    reason = _scrubbed_reason(url, exc)
     return StorageUnavailableError(
         f"Cannot reach the results database at {hide_password(url)}: {reason}."
         if reason
         else f"Cannot reach the results database at {hide_password(url)}."
     )
+
+
+def _scrubbed_reason(url: str | URL, exc: BaseException) -> str:
+    """The first line of the driver's message, with the URL's password replaced by ***."""
+    reason = _first_line(getattr(exc, "orig", None) or exc)
+    password = _password(url)
+    if password:
+        reason = reason.replace(password, "***")
+    return reason
 
 
 def _parse(url: str | URL) -> URL:
@@ -173,6 +273,11 @@ def _parse(url: str | URL) -> URL:
         raise StorageUsageError(
             f"The storage URL {hide_password(url)!r} is not a database URL;"
             " expected e.g. sqlite:///sweeps.db or postgresql://user@host/db."
+        ) from None
+    except ValueError:  # SQLAlchemy parses the port with int()
+        raise StorageUsageError(
+            f"The storage URL {hide_password(url)!r} has a port that is not a number;"
+            " a port is a whole number from 1 to 65535, e.g. postgresql://user@host:5432/db."
         ) from None
 
 

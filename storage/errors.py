@@ -25,6 +25,10 @@ class StorageUsageError(ValueError):
     """A bad request: unknown sweep, malformed URL, unsupported format (CLI exit status 2)."""
 
 
+class DatabaseNotFoundError(StorageUsageError):
+    """A read named a database that does not exist or holds no sweep results."""
+
+
 class SweepNotFoundError(StorageUsageError):
     """No sweep of that name is stored in the database."""
 

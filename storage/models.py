@@ -17,14 +17,20 @@ storage uses Alembic's default ``alembic_version``).
   one sweep's rows are a few contiguous ranges and the table needs no second B-tree.
 - :class:`ReportArtifact` (``ms_report_artifacts``): files a report wrote for a sweep.
 
-Non-finite metric values: PostgreSQL stores NaN and +-inf as they are. SQLite stores inf
-but turns NaN into NULL, and MySQL/MariaDB accept neither, so :class:`MetricValue` writes
-NaN (and, on MySQL, +-inf) as NULL and reads NULL back as NaN.
+Non-finite values (a diverged run's objective value is ``inf`` when minimising, ``-inf``
+when maximising; its last metrics may be NaN or ``inf``): MySQL/MariaDB accept neither NaN
+nor infinities, and SQLite turns NaN into NULL. So every backend stores them alike
+(:class:`FiniteFloat`): NaN as NULL, ``+inf``/``-inf`` as the documented sentinel
+:data:`INFINITY_SENTINEL` with its sign (the largest finite double, which no training loss
+or accuracy reaches), and reads them back as NaN (metrics; ``None`` for a run's value)
+and ``+-inf``. Rows written before this rule may hold a real ``inf`` (SQLite,
+PostgreSQL); they read back the same.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -43,6 +49,13 @@ STATES: Final = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 """``TrialRun.state``: Optuna's ``TrialState`` names."""
 
 FINISHED_STATES: Final = ("COMPLETE", "PRUNED", "FAIL")
+
+INFINITY_SENTINEL: Final = sys.float_info.max
+"""How ``+-inf`` is stored: ``+-1.7976931348623157e308``, the largest finite IEEE double.
+
+MySQL/MariaDB ``DOUBLE`` cannot hold infinities ("inf can not be used with MySQL"), so a
+diverged run's ``inf`` is stored as this number on every backend, and read back as ``inf``
+by :mod:`storage.queries`. In raw SQL: ``value >= 1.7976931348623157e308`` is ``+inf``."""
 
 STANDARD_METRICS: Final = ("train_loss", "val_loss", "val_accuracy", "lr", "momentum")
 """Metric names the sweeps write; ``lr`` and ``momentum`` are the values actually used.
@@ -63,8 +76,12 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class MetricValue(sa.TypeDecorator[float]):
-    """A float column that keeps NaN on every backend (NULL where the backend cannot)."""
+class FiniteFloat(sa.TypeDecorator[float]):
+    """A double column that holds NaN and +-inf on every backend alike.
+
+    Written: NaN as NULL, ``+-inf`` as ``+-INFINITY_SENTINEL``. Read: ``+-INFINITY_SENTINEL``
+    (and a legacy ``+-inf``) as ``+-inf``, NULL as ``None``.
+    """
 
     impl = sa.Float(precision=53)
     cache_ok = True
@@ -73,14 +90,31 @@ class MetricValue(sa.TypeDecorator[float]):
         if value is None:
             return None
         value = float(value)
-        if math.isnan(value) and dialect.name != "postgresql":
+        if math.isnan(value):
             return None
-        if math.isinf(value) and dialect.name in ("mysql", "mariadb"):
-            return None
+        if math.isinf(value):
+            return math.copysign(INFINITY_SENTINEL, value)
         return value
 
+    def process_result_value(self, value: float | None, dialect: Dialect) -> float | None:
+        if value is None:
+            return None
+        return from_stored(float(value))
+
+
+class MetricValue(FiniteFloat):
+    """A metric value: as :class:`FiniteFloat`, and NULL reads back as NaN."""
+
+    cache_ok = True
+
     def process_result_value(self, value: float | None, dialect: Dialect) -> float:
-        return math.nan if value is None else float(value)
+        stored = super().process_result_value(value, dialect)
+        return math.nan if stored is None else stored
+
+
+def from_stored(value: float) -> float:
+    """A stored double as the value it stands for: ``+-INFINITY_SENTINEL`` is ``+-inf``."""
+    return math.copysign(math.inf, value) if abs(value) >= INFINITY_SENTINEL else value
 
 
 class Base(DeclarativeBase):
@@ -146,7 +180,8 @@ class TrialRun(Base):
     host: Mapped[str]
     pid: Mapped[int]
     state: Mapped[str] = mapped_column(sa.String(16), default="RUNNING")
-    value: Mapped[float | None] = mapped_column(sa.Float(precision=53))
+    value: Mapped[float | None] = mapped_column(FiniteFloat)
+    """The objective value; ``+-inf`` for a diverged run (stored as the sentinel)."""
     failure_reason: Mapped[str | None] = mapped_column(sa.Text)
     diverged_at_step: Mapped[int | None]
     started_at: Mapped[datetime] = mapped_column(default=utc_now)

@@ -44,9 +44,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.sql.expression import SelectBase
 
-from storage.engine import create_engine, read_only, unavailable_as_storage_error
-from storage.errors import SweepNotFoundError
-from storage.models import STATES, EpochMetric, MetricName, Sweep, TrialRun
+from storage.engine import (
+    create_engine,
+    default_url,
+    hide_password,
+    normalize_url,
+    read_only,
+    unavailable_as_storage_error,
+)
+from storage.errors import DatabaseNotFoundError, SweepNotFoundError
+from storage.models import INFINITY_SENTINEL, STATES, EpochMetric, MetricName, Sweep, TrialRun
 
 RUN_KEY_COLUMNS: Final = ("sweep", "trial", "optimizer", "role", "seed", "attempt")
 """Columns that identify one run in both frames (a trial has one run per role)."""
@@ -266,9 +273,18 @@ def _assemble_metrics(
     columns["metric"] = _used_categories(
         code_of_id, pd.Index([names[i] for i in by_name], dtype=object), id_used, rows["metric_id"]
     )
-    columns["value"] = rows["value"]
+    columns["value"] = _infinities(rows["value"])
     columns["wall_time"] = rows["wall_time"]
     return pd.DataFrame(columns, copy=False)
+
+
+def _infinities(values: np.ndarray) -> np.ndarray:
+    """Stored values with the sentinel ``+-INFINITY_SENTINEL`` read back as ``+-inf``
+    (:class:`storage.models.FiniteFloat`; ADBC reads the raw doubles)."""
+    stored_inf = np.abs(values) >= INFINITY_SENTINEL
+    if not stored_inf.any():
+        return values
+    return np.where(stored_inf, np.copysign(np.inf, values), values)
 
 
 def _numeric(values: np.ndarray, dtype: type[np.generic]) -> np.ndarray:
@@ -345,14 +361,44 @@ def sweep_names(engine: Engine) -> list[str]:
 
 @contextmanager
 def _engine(url_or_engine: Engine | str | URL | None) -> Iterator[Engine]:
+    """An engine on a database that holds the sweeps' tables; reading creates nothing.
+
+    Raises:
+        DatabaseNotFoundError: a SQLite file that does not exist (it is not created), or
+            a database without the ``ms_`` tables.
+    """
     if isinstance(url_or_engine, Engine):
+        _check_results_tables(url_or_engine)
         yield url_or_engine
         return
-    engine = create_engine(url_or_engine)
+    url = sa.make_url(normalize_url(url_or_engine if url_or_engine is not None else default_url()))
+    database = url.database
+    if (
+        url.get_backend_name() == "sqlite"
+        and database not in (None, "", ":memory:")
+        and not database.startswith("file:")
+        and not Path(database).exists()
+    ):
+        raise DatabaseNotFoundError(
+            f"No results database at {hide_password(url)}: the file {database} does not"
+            " exist (nothing was created); give the URL of a database a sweep wrote."
+        )
+    engine = create_engine(url)
     try:
+        _check_results_tables(engine)
         yield engine
     finally:
         engine.dispose()
+
+
+def _check_results_tables(engine: Engine) -> None:
+    with unavailable_as_storage_error(engine.url), engine.connect() as connection:
+        present = sa.inspect(connection).has_table(TrialRun.__tablename__)
+    if not present:
+        raise DatabaseNotFoundError(
+            f"The database at {hide_password(engine.url)} holds no sweep results (it has no"
+            f" {TrialRun.__tablename__} table); give the URL of a database a sweep wrote."
+        )
 
 
 def _check_sweep(engine: Engine, sweep: str) -> None:

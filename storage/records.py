@@ -206,8 +206,16 @@ def _insert_epoch_rows(
     wall time (``IS NOT DISTINCT FROM``, so a NaN stored as NULL matches too), which makes
     the statement a no-op when repeated; the check is one primary-key lookup per row.
     """
+    # PostgreSQL types an untyped NULL parameter (a NaN) as text; the cast keeps the CASE
+    # a double there. SQLite and MySQL need no cast (and MariaDB has no CAST AS FLOAT).
+    typed = session.get_bind().dialect.name == "postgresql"
     value_by_name = sa.case(
-        {name: sa.literal(value, MetricValue()) for name, value in values.items()},
+        {
+            name: sa.cast(sa.literal(value, MetricValue()), sa.Float(precision=53))
+            if typed
+            else sa.literal(value, MetricValue())
+            for name, value in values.items()
+        },
         value=MetricName.name,
     )
     stored = _STORED_EPOCH_METRICS.c

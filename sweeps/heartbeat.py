@@ -4,15 +4,23 @@ While a worker trains a round of trials, one thread beside the training does, ev
 ``interval`` seconds (at a fixed rate, the first beat at once):
 
 1. record a heartbeat for every trial of the round (Optuna's ``record_heartbeat``);
-2. then look for stale trials of the whole study (:func:`sweeps.study.fail_stale_trials`):
+2. then look for stale trials of the whole study (:func:`sweeps.stale.fail_stale_trials`):
    a RUNNING trial whose last heartbeat is more than ``grace_period`` old (by the database's
    clock) belongs to a dead worker; it is set FAIL, its runs are marked FAIL and its
    configuration is re-queued as a WAITING retry (the storage's stale-trial callback), all
    under the sweep lock, so no worker's trial gate sees the FAIL before the retry.
 
-Either step may fail (the database restarting, a connection cut): the failure is logged and
-the step is tried again at the next beat, so a short outage costs neither this worker's
-trials nor the thread.
+Either step may fail (the database restarting, a connection cut): the failure is logged
+(as "the database is unreachable" when it is) and the step is tried again at the next
+beat, so a short outage costs neither this worker's trials nor the thread. The beats feed
+the worker's outage clock (:mod:`sweeps.outage`): when the database has been unreachable
+for the outage deadline, the thread asks the worker to stop (:data:`sweeps.stop.STOP`,
+reason ``outage``), so a worker that trains while its database is gone still exits at the
+deadline instead of at its next write.
+
+Stopping the thread: the block's exit sets the thread's own event and waits at most
+:data:`JOIN_TIMEOUT_S` for it (a daemon thread: one stuck in a database call cannot hold
+the worker up).
 
 Why look from this thread: the worker loop also looks between rounds and while it waits,
 but a worker in the middle of a long round would never look. With every live worker looking
@@ -44,13 +52,22 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Final
 
 import optuna
-from optuna.storages._heartbeat import is_heartbeat_enabled
 
-from sweeps.study import SweepStudy, fail_stale_trials
+from sweeps import optuna_adapter as adapter
+from sweeps.outage import CLOCK, OUTAGE, describe_failure, is_disconnect
+from sweeps.stale import fail_stale_trials
+from sweeps.stop import STOP
+
+if TYPE_CHECKING:
+    from sweeps.sweep_study import SweepStudy
 
 _log = logging.getLogger(__name__)
+
+JOIN_TIMEOUT_S: Final = 2.0
+"""How long leaving :func:`heartbeats` waits for the thread's beat in progress."""
 
 
 @contextmanager
@@ -63,8 +80,7 @@ def heartbeats(
     progress, if any). A storage without heartbeats (``heartbeat_interval`` unset) gets no
     thread: nothing could ever be stale there.
     """
-    storage = sweep.study._storage
-    if not is_heartbeat_enabled(storage):
+    if not adapter.heartbeat_enabled(adapter.storage_of(sweep.study)):
         yield
         return
     stop = threading.Event()
@@ -72,10 +88,12 @@ def heartbeats(
     def beat() -> None:
         for trial in trials:
             _tolerate(
-                lambda trial=trial: storage.record_heartbeat(trial._trial_id),  # type: ignore[attr-defined]
+                lambda trial=trial: adapter.record_heartbeat(sweep.study, trial),
                 f"The heartbeat of trial {trial.number} failed",
             )
         _tolerate(lambda: fail_stale_trials(sweep), "Looking for dead workers' trials failed")
+        if CLOCK.expired():
+            STOP.request(reason=OUTAGE)
 
     thread = threading.Thread(
         target=_every, args=(interval, beat, stop), name="sweeps-heartbeat", daemon=True
@@ -85,7 +103,7 @@ def heartbeats(
         yield
     finally:
         stop.set()
-        thread.join()
+        thread.join(timeout=JOIN_TIMEOUT_S)
 
 
 def _every(interval: float, action: Callable[[], None], stop: threading.Event) -> None:
@@ -107,8 +125,17 @@ def _every(interval: float, action: Callable[[], None], stop: threading.Event) -
 
 
 def _tolerate(operation: Callable[[], object], what: str) -> None:
-    """Run ``operation``; a failure is logged (the next beat tries again), never raised."""
+    """Run ``operation``; a failure is logged (the next beat tries again), never raised.
+
+    A disconnect starts the worker's outage clock and is logged as "the database is
+    unreachable" (Optuna wraps it in a message about invalid data exceeding a max length,
+    which misleads); a success stops the clock.
+    """
     try:
         operation()
     except Exception as exc:  # a lost connection, a restarting server: next beat
-        _log.warning("%s: %s: %s", what, type(exc).__name__, exc)
+        if is_disconnect(exc):
+            CLOCK.failed(exc)
+        _log.warning("%s: %s", what, describe_failure(exc))
+    else:
+        CLOCK.reached()

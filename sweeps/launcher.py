@@ -30,7 +30,8 @@ from typing import IO, TYPE_CHECKING, Any, Final
 from sweeps.devices import THREADS_ENV_VAR, Device, parse_devices, threads_per_worker
 from sweeps.errors import SweepError, SweepUsageError
 from sweeps.progress import LiveProgress, SweepSnapshot, describe
-from sweeps.study import WORKER_INDEX_ENV_VAR, open_study
+from sweeps.samplers import WORKER_INDEX_ENV_VAR
+from sweeps.sweep_study import open_study
 
 if TYPE_CHECKING:
     from sweeps.spec import SweepSpec
@@ -95,18 +96,23 @@ def launch(
     console: Any = None,
     show_progress: bool = True,
     population: str | None = None,
+    extend: bool = False,
 ) -> LaunchResult:
     """Run the sweep with local workers until it is done, interrupted, or they fail.
 
+    ``extend`` lets ``n_trials`` raise the total of a sweep that has trials (same spec).
+
     Raises:
         SweepUsageError: ``workers`` below 1, or a bad device list.
+        SpecChangedError: the sweep has trials from another spec, or another total
+            without ``extend``.
         StorageUnavailableError: the database cannot be reached.
     """
     if workers is not None and workers < 1:
         raise SweepUsageError(f"--workers must be at least 1, got {workers}.")
     placement = parse_devices(devices or spec.devices or "auto")
     count = workers if workers is not None else len(placement)
-    sweep = open_study(spec, url, n_trials=n_trials)
+    sweep = open_study(spec, url, n_trials=n_trials, extend=extend)
     total = sweep.n_trials
     if total is None and spec.timeout is None:
         sweep.close()

@@ -35,7 +35,9 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import optuna
 
-from sweeps.study import retry_history, retry_on_disconnect
+from sweeps.lifecycle import SUPERSEDED, retry_history
+from sweeps.outage import retry_on_disconnect
+from sweeps.stop import StopRequested, check_stop
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -158,11 +160,15 @@ class DatabaseRecorder:
             error, self._writer_error = self._writer_error, None
             raise error
 
-    def close(self) -> None:
-        """Write what is queued and stop the writer thread."""
-        self._epochs.join()
+    def close(self, timeout: float = 60.0) -> None:
+        """Write what is queued and stop the writer thread, waiting at most ``timeout`` s.
+
+        The writer stops through its own channel (the ``None`` after the queued epochs);
+        it is a daemon thread, so one still retrying a write past ``timeout`` (a stopping
+        worker during an outage) cannot keep the process alive.
+        """
         self._epochs.put(None)
-        self._writer.join(timeout=60)
+        self._writer.join(timeout=timeout)
 
     def start(
         self,
@@ -288,7 +294,7 @@ class SweepObjective:
         history = retry_history(trial)
         attempt = len(history) + 1
         if history:
-            self.recorder.fail_attempts(history, "superseded by a retry of its configuration")
+            self.recorder.fail_attempts(history, SUPERSEDED)
         if history:  # a retry inherits its dead attempt's attributes
             self._store(lambda: trial.set_user_attr(RUNS_ATTR, []))
         worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -308,6 +314,7 @@ class SweepObjective:
         source_values: list[float] = []
         reporter = planned[0] if planned and planned[0].role == "source" else None
         for run in planned:
+            check_stop()  # a safe point: between one run's writes and the next's
             summary = {"role": run.role, "optimizer": run.optimizer, "seed": run.seed}
             run_id = self.recorder.start(
                 trial, run, schedule=run.schedule, attempt=attempt, steps_per_epoch=steps_per_epoch
@@ -379,7 +386,7 @@ class SweepObjective:
 
 
 def _failure_reason(exc: BaseException) -> str:
-    if isinstance(exc, KeyboardInterrupt):
+    if isinstance(exc, (KeyboardInterrupt, StopRequested)):
         return "interrupted"
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

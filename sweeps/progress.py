@@ -24,7 +24,7 @@ import optuna
 from optuna.trial import TrialState
 
 from sweeps.objective import RUNS_ATTR, WORKER_ATTR
-from sweeps.study import N_TRIALS_ATTR
+from sweeps.sweep_study import N_TRIALS_ATTR
 
 REFRESH_S: Final = 0.5
 _OWN_SWEEP_ROLES: Final = ("source", "naive")

@@ -39,6 +39,10 @@ PRUNERS = ("none", "median", "hyperband")
 #: The metrics every task reports per epoch, and the direction each is optimised in.
 OBJECTIVES = {"val_loss": "minimize", "train_loss": "minimize", "val_accuracy": "maximize"}
 DIRECTIONS = ("minimize", "maximize")
+MAX_EPOCHS = 10_000
+"""The most epochs a run may have: each run plans its per-step lr and momentum for every
+step before training (``sweeps.pairing``, ``sweeps.training``), so its memory grows with
+epochs x steps per epoch; 10,000 epochs of 1,000 steps is already 10^7 steps per run."""
 
 _DEVICES = re.compile(r"^(auto|cpu|cuda(:\d+)?(,cuda(:\d+)?)*)$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -466,6 +470,13 @@ def _search_space(raw: Mapping[str, Any]) -> SearchSpace:
     check_bounds(dists["weight_decay"], "search_space.weight_decay", minimum=0.0)
     check_bounds(dists["batch_size"], "search_space.batch_size", minimum=1.0)
     check_bounds(dists["epochs"], "search_space.epochs", minimum=1.0)
+    most_epochs = float(dists["epochs"].bounds()[1])  # type: ignore[arg-type]
+    if most_epochs > MAX_EPOCHS:
+        raise SpecError(
+            f"search_space.epochs can be {most_epochs:g}, more than the {MAX_EPOCHS} epochs a"
+            " run may have: every run computes its per-step lr and momentum for all its"
+            " steps up front, which for more epochs does not fit in memory (or finish)."
+        )
     nesterov_possible = True in (dists["nesterov"].values() or ())
     if nesterov_possible and float(dists["momentum"].bounds()[0]) == 0.0:
         raise SpecError(

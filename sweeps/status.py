@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from sweeps.progress import SweepSnapshot, diverged_value, format_value, snapshot
-from sweeps.study import load_existing_study
+from sweeps.sweep_study import load_existing_study
 
 
 def sweep_status(name: str, url: str) -> SweepSnapshot:

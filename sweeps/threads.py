@@ -41,7 +41,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 if TYPE_CHECKING:
     from sweeps.spec import SweepSpec
@@ -225,7 +225,7 @@ class CoreShare:
             self.path.unlink()
 
 
-class _GpuShare:
+class GpuShare:
     """A CUDA worker's share: nothing to count, torch's default threads."""
 
     def refresh(self) -> int:
@@ -237,10 +237,18 @@ class _GpuShare:
         pass
 
 
-def claim_cpu_share(spec: SweepSpec, url: str, device: str) -> CoreShare | _GpuShare:
+class CpuShare(Protocol):
+    """What the worker loop holds: refreshed every round, released when it stops."""
+
+    def refresh(self) -> int: ...
+
+    def release(self) -> None: ...
+
+
+def claim_cpu_share(spec: SweepSpec, url: str, device: str) -> CpuShare:
     """Register a worker of ``spec`` on ``device`` and set its threads (see the module)."""
     if not device.startswith("cpu"):
-        return _GpuShare()
+        return GpuShare()
     share = CoreShare(sweep_key(spec.name, url), getattr(spec, "threads", None))
     share.refresh()
     return share

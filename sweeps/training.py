@@ -47,19 +47,11 @@ import torch
 
 from sweeps.errors import SweepUsageError
 from sweeps.pairing import PlannedRun
+from sweeps.stop import check_stop
 from sweeps.tasks import Task, TaskSetup
 
 #: The metrics reported after every epoch (``val_accuracy`` only for classification).
 METRICS = ("train_loss", "val_loss", "val_accuracy", "lr", "momentum")
-
-#: Written instead of a momentum of exactly 0 in a run that uses momentum at other steps.
-#: Both optimizers skip their momentum state entirely at a step whose momentum is 0
-#: (torch's SGD neither updates nor creates its buffer), while the update rules need
-#: ``b_t = 0·b_{t-1} + g_t`` (or ``v_t = -η_t g_t``) to carry into later steps. Converted
-#: runs have such steps (the first step of a P -> S conversion, a step after a zero lr).
-#: With the smallest positive double the product ``μ b`` underflows to (or below) the last
-#: bit of ``g``, so the step is the exact rule and the state is kept.
-STATE_KEEPING_MOMENTUM = 5e-324
 
 
 @dataclass(frozen=True)
@@ -207,10 +199,6 @@ def train_run(
     worst = math.inf if direction == "minimize" else -math.inf
     lrs = planned_run.lr.tolist()
     momenta = planned_run.momentum.tolist()
-    if any(momenta):
-        momenta_used = [m if m != 0 else STATE_KEEPING_MOMENTUM for m in momenta]
-    else:
-        momenta_used = momenta
 
     torch.manual_seed(planned_run.seed)
     model = setup.model
@@ -232,7 +220,8 @@ def train_run(
             for inputs, targets in setup.train_loader:
                 if step >= needed:
                     break
-                lr, momentum = lrs[step], momenta_used[step]
+                check_stop()  # SIGINT/SIGTERM stop the run here, between batches (sweeps.stop)
+                lr, momentum = lrs[step], momenta[step]
                 for group in groups:
                     group["lr"] = lr
                     group["momentum"] = momentum

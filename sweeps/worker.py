@@ -1,35 +1,38 @@
 """The worker loop: ask trials, train them, tell Optuna, until the sweep is done.
 
 A worker is one process on one device. Any number of them, on any machines, run the same
-loop against one database. The loop (:func:`run_rounds`) works in *rounds*: a
-:class:`RoundRunner` says how many trials a round may take and trains the trials it is
-given. :func:`run_worker` trains one trial per round (:class:`OneTrialRounds` around
-:class:`~sweeps.objective.SweepObjective`);
-:func:`sweeps.population.worker.run_population_worker` trains up to K together. Each
-round:
+loop against one database. The loop (:func:`run_rounds`) works in *rounds* of up to K
+trials (the population size; K = 1 is the plain worker): a :class:`RoundRunner` says how
+many trials a round may take and trains the trials it is given
+(:class:`OneTrialRounds` around :class:`~sweeps.objective.SweepObjective` for K = 1,
+:class:`PopulationRounds` around the stacked trainer of :mod:`sweeps.population` for
+K > 1). Each round:
 
-1. fail the trials of dead workers (their heartbeat is older than the grace period) and
-   re-queue their configurations (:func:`sweeps.study.fail_stale_trials`), at most once
-   per heartbeat, and at every poll while waiting;
-2. ask the :class:`~sweeps.study.TrialGate` for up to ``runner.room(study)`` trials: a
-   re-queued one first, new ones while the quota ``n_trials`` has room, none when it is
+1. fail the trials of dead workers and re-queue their configurations
+   (:func:`sweeps.stale.fail_stale_trials`), at most once per heartbeat, and at every poll
+   while waiting;
+2. ask the :class:`~sweeps.trial_gate.TrialGate` for up to ``runner.room(study)`` trials:
+   a re-queued one first, new ones while the quota ``n_trials`` has room, none when it is
    full (wait: a running trial may still fail) or finished (stop);
-3. train them with the heartbeat thread beside the training (:mod:`sweeps.heartbeat`: it
-   beats for every trial of the round and, every beat, fails dead workers' trials too, so
-   a killed worker's trial is failed and re-queued within the grace period plus one
-   heartbeat even while every live worker is busy), then tell Optuna how each ended.
+3. train them with the heartbeat thread beside the training (:mod:`sweeps.heartbeat`),
+   then tell Optuna how each ended (:mod:`sweeps.lifecycle`, T3/T4).
 
-Stopping: SIGINT or SIGTERM during a round interrupts the training, records its trials
-and their runs FAIL (reason ``interrupted``), re-queues their configurations so a later
-worker resumes them, and stops the worker; outside a round the worker stops before the
-next one. No trial is ever left RUNNING by a worker that was asked to stop.
+Stopping (:mod:`sweeps.stop`): SIGINT or SIGTERM sets a flag and nothing else. The
+training loop checks it between batches and the worker between its database writes; a
+round that sees it fails its trials with the reason ``interrupted``, marks their runs
+FAIL, re-queues their configurations without using their retry budget (T6), and the
+worker exits 130 (SIGINT) or 143 (SIGTERM). A signal while the worker is outside a round
+stops it before the next one; a second signal exits at once.
+
+Outages (:mod:`sweeps.outage`): one deadline per worker (``SWEEPS_OUTAGE_TIMEOUT``,
+default 120 s). Past it, :func:`run_rounds` raises
+:class:`~storage.errors.StorageUnavailableError` with one sentence, whatever it was doing.
 
 A paused worker: a worker that went without a heartbeat past the grace period (SIGSTOP, a
 starved machine, a network cut) finds its trials failed and re-queued by another worker;
 Optuna refuses its next write to them with ``UpdateFinishedTrialError``. The round is then
-given up: each trial already failed was *retried elsewhere* (not told again, no failure
-reason written, not a failure of the task, a warning instead of a traceback); a trial of
-the round that is still RUNNING is told FAIL and re-queued, as if interrupted.
+given up: each trial already failed was *retried elsewhere* (T9: not told again, its runs
+marked FAIL once more); a trial of the round that is still RUNNING is failed and re-queued.
 
 Failure limit: a round in which every trial failed (the runner raised, or returned FAIL
 with a reason) adds its failures to a count; any COMPLETE or PRUNED trial clears it;
@@ -50,37 +53,42 @@ import logging
 import math
 import signal
 import time
-import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import optuna
-import sqlalchemy as sa
-from optuna.exceptions import StorageInternalError
 from optuna.trial import TrialState
 
+from storage.engine import hide_password
 from storage.errors import StorageUnavailableError
+from sweeps import lifecycle
+from sweeps import optuna_adapter as adapter
 from sweeps.errors import SweepError
 from sweeps.heartbeat import heartbeats
+from sweeps.lifecycle import TrialEnd
 from sweeps.objective import DatabaseRecorder
-from sweeps.study import (
-    LOST_WORKER,
-    Admission,
-    StudySettings,
-    SweepStudy,
-    TrialGate,
-    fail_stale_trials,
-    mark_trial_runs_failed,
-    open_study,
-    retry_on_disconnect,
-)
-from sweeps.threads import claim_cpu_share
+from sweeps.outage import CLOCK, OUTAGE, OUTAGE_ENV_VAR, STOP_WRITES_S, retry_on_disconnect
+from sweeps.stale import fail_stale_trials
+from sweeps.stop import INTERRUPTED_EXIT, STOP, StopRequested
+from sweeps.sweep_study import StudySettings, SweepStudy, open_study
+from sweeps.threads import CpuShare, claim_cpu_share
+from sweeps.trial_gate import Admission, TrialGate
 
 if TYPE_CHECKING:
+    from sweeps.population.trials import PopulationObjective
     from sweeps.spec import SweepSpec
+
+__all__ = [
+    "MAX_CONSECUTIVE_FAILURES",
+    "OneTrialRounds",
+    "PopulationRounds",
+    "RoundRunner",
+    "TrialEnd",
+    "WorkerSummary",
+    "run_rounds",
+    "run_worker",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -88,24 +96,21 @@ WAIT_POLL_S: Final = 0.5
 """How often a worker whose quota is taken by running trials looks again."""
 MAX_CONSECUTIVE_FAILURES: Final = 5
 """A worker whose trials fail this many times in a row stops: the task itself is broken."""
-INTERRUPTED_EXIT: Final = {signal.SIGINT: 130, signal.SIGTERM: 143}
-
-
-class WorkerInterrupted(KeyboardInterrupt):
-    """Raised inside a round when the worker receives SIGINT or SIGTERM."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
+MAX_POPULATION: Final = 1024
+"""The most trials one round may take."""
 
 
 @dataclass
 class WorkerSummary:
-    """What one worker did, by final trial state; ``stopped_by`` is the signal, if any."""
+    """What one worker did, by final trial state; ``stopped_by`` is the signal, if any.
+
+    ``failed`` counts every trial this worker ended FAIL, ``interrupted`` included.
+    """
 
     complete: int = 0
     pruned: int = 0
     failed: int = 0
+    interrupted: int = 0
     stopped_by: int | None = None
     failures: list[str] = field(default_factory=list)
 
@@ -114,20 +119,6 @@ class WorkerSummary:
         if self.stopped_by is not None:
             return INTERRUPTED_EXIT.get(signal.Signals(self.stopped_by), 130)
         return 0
-
-
-@dataclass(frozen=True)
-class TrialEnd:
-    """How one trial of a round ended: the state and value to tell Optuna.
-
-    ``failure`` is the reason of a FAIL (written to the trial's ``fail_reason`` system
-    attribute and counted towards the failure limit).
-    """
-
-    trial: optuna.Trial
-    state: TrialState
-    value: float | None = None
-    failure: str | None = None
 
 
 class RoundRunner(Protocol):
@@ -140,8 +131,9 @@ class RoundRunner(Protocol):
     def __call__(self, trials: Sequence[optuna.Trial]) -> list[TrialEnd]:
         """Train ``trials`` (already asked from Optuna) and say how each ended, in order.
 
-        An exception fails the whole round with its message; ``KeyboardInterrupt`` and
-        Optuna's ``UpdateFinishedTrialError`` must be let through (the loop handles them).
+        An exception fails the whole round with its message; :class:`~sweeps.stop.
+        StopRequested` and Optuna's ``UpdateFinishedTrialError`` must be let through (the
+        loop handles them).
         """
         ...
 
@@ -152,7 +144,8 @@ RunnerFactory = Callable[[SweepStudy, DatabaseRecorder], RoundRunner]
 
 
 class OneTrialRounds:
-    """Rounds of one trial, trained by ``objective`` (a :class:`~sweeps.objective.SweepObjective`).
+    """Rounds of one trial (K = 1), trained by ``objective`` (a
+    :class:`~sweeps.objective.SweepObjective`).
 
     ``optuna.TrialPruned`` ends the trial PRUNED; any other exception escapes to the loop.
     """
@@ -172,39 +165,26 @@ class OneTrialRounds:
         return [TrialEnd(trial, TrialState.COMPLETE, value)]
 
 
-class _StopSignals:
-    """SIGINT/SIGTERM: raise inside a round, otherwise just remember to stop."""
+class PopulationRounds:
+    """Rounds of up to ``size`` trials (K > 1), trained together by ``objective``.
 
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self.interruptible = False
+    A grid sweep's round takes at most the grid's unvisited points: a grid sampler hands
+    out already-visited points again once every point is taken by a running trial, and
+    asking a whole population at once would train those twice.
+    """
 
-    def __call__(self, signum: int, frame: FrameType | None) -> None:
-        first = self.received is None
-        self.received = self.received or signum
-        if first and self.interruptible:
-            self.interruptible = False
-            raise WorkerInterrupted(signum)
+    def __init__(self, size: int, objective: PopulationObjective) -> None:
+        self.size = size
+        self.objective = objective
 
-    @contextmanager
-    def installed(self) -> Iterator[None]:
-        previous = {sig: signal.signal(sig, self) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+    def room(self, study: optuna.Study) -> int:
+        sampler = study.sampler
+        if isinstance(sampler, optuna.samplers.GridSampler):
+            return min(self.size, max(1, adapter.unvisited_grid_points(sampler, study)))
+        return min(self.size, MAX_POPULATION)
 
-    @contextmanager
-    def allowed(self) -> Iterator[None]:
-        """Signals arriving inside this block interrupt it with :class:`WorkerInterrupted`."""
-        if self.received is not None:
-            raise WorkerInterrupted(self.received)
-        self.interruptible = True
-        try:
-            yield
-        finally:
-            self.interruptible = False
+    def __call__(self, trials: Sequence[optuna.Trial]) -> list[TrialEnd]:
+        return self.objective(trials)
 
 
 def run_worker(
@@ -216,32 +196,59 @@ def run_worker(
     settings: StudySettings | None = None,
     train: Callable[..., Any] | None = None,
     handle_signals: bool = True,
+    population: int | str = 1,
+    extend: bool = False,
 ) -> WorkerSummary:
-    """Work on the sweep ``spec`` in the database ``url`` until it is done, one trial at a time.
+    """Work on the sweep ``spec`` in the database ``url`` until it is done, ``population``
+    trials at a time (1: one at a time; ``"auto"``: :func:`sweeps.population.worker.
+    auto_population`).
 
     ``n_trials`` (default: the spec's) is the sweep's total over all workers; with none the
     worker runs until the spec's ``timeout``, which counts from this worker's start.
 
     Raises:
-        StorageUnavailableError: the database stayed unreachable for the retry budget.
+        StorageUnavailableError: the database stayed unreachable past the outage deadline.
         SweepError: the worker's trials kept failing (the message gives the last reason).
+        SweepUsageError: a population for a task without a stackable model, or a bad size.
     """
+    size = 1
+    if population != 1:
+        from sweeps.population.stacked import require_stackable
+        from sweeps.population.worker import resolve_population
+        from sweeps.tasks import task_for_spec
 
-    def one_at_a_time(sweep: SweepStudy, recorder: DatabaseRecorder) -> RoundRunner:
-        from sweeps.objective import SweepObjective
+        task = task_for_spec(spec)
+        require_stackable(task)
+        size = resolve_population(population, task, device)
 
-        return OneTrialRounds(
-            SweepObjective(spec, recorder, device=device, train=train, storage_url=sweep.url)
+    def make_runner(sweep: SweepStudy, recorder: DatabaseRecorder) -> RoundRunner:
+        if size == 1:
+            from sweeps.objective import SweepObjective
+
+            return OneTrialRounds(
+                SweepObjective(spec, recorder, device=device, train=train, storage_url=sweep.url)
+            )
+        from sweeps.population.trials import PopulationObjective
+        from sweeps.population.worker import database_epochs_writer
+
+        objective = PopulationObjective(
+            spec,
+            recorder,
+            device=device,
+            task=task,
+            write_epochs=database_epochs_writer(sweep.engine, sweep.url),
         )
+        return PopulationRounds(size, objective)
 
     return run_rounds(
         spec,
         url,
-        one_at_a_time,
+        make_runner,
         n_trials=n_trials,
         device=device,
         settings=settings,
         handle_signals=handle_signals,
+        extend=extend,
     )
 
 
@@ -254,73 +261,105 @@ def run_rounds(
     device: str = "cpu",
     settings: StudySettings | None = None,
     handle_signals: bool = True,
+    extend: bool = False,
 ) -> WorkerSummary:
     """The worker loop (see the module docstring), training rounds with ``make_runner``'s.
 
+    With ``handle_signals``, SIGINT and SIGTERM set this process's stop flag while the loop
+    runs (unless the caller installed it already, as ``sweeps worker`` does first thing).
+
     Raises:
-        StorageUnavailableError: the database stayed unreachable for the retry budget.
+        StorageUnavailableError: the database stayed unreachable past the outage deadline.
         SweepError: the sweep would never end, or its trials kept failing.
     """
     settings = settings or StudySettings.for_spec(spec)
-    sweep = open_study(spec, url, settings=settings, n_trials=n_trials)
-    total = sweep.n_trials
-    if total is None and spec.timeout is None:
-        sweep.close()
-        raise SweepError(
-            f"The sweep {spec.name!r} has neither n_trials nor a timeout, so it would never"
-            " end; set one in the spec or pass --n-trials."
-        )
-    recorder = DatabaseRecorder(
-        engine=sweep.engine,
-        url=sweep.url,
-        sweep_id=sweep.sweep_id,
-        study_name=sweep.name,
-        device=device,
-    )
-    gate = TrialGate(sweep, total)
-    signals = _StopSignals()
+    CLOCK.reset()
+    guard: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if handle_signals and not STOP.active:
+        STOP.clear()
+        guard = STOP.installed()
     summary = WorkerSummary()
-    deadline = time.monotonic() + spec.timeout if spec.timeout is not None else math.inf
-    guard = signals.installed() if handle_signals else contextlib.nullcontext()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # Samplers that end the search themselves (the grid, once every point is taken) call
-    # ``study.stop()``, which Optuna allows only inside its optimize loop: this loop is one.
-    sweep.study._thread_local.in_optimize_loop = True
-    cores = claim_cpu_share(spec, url, device)  # sweeps.threads: this worker's share
-    try:
-        runner = make_runner(sweep, recorder)
-        with guard:
-            next_stale_check = 0.0
-            while signals.received is None and time.monotonic() < deadline:
-                cores.refresh()
-                if sweep.study._stop_flag:
-                    break
-                # Between rounds, looking for dead workers' trials costs a query: once per
-                # heartbeat (during a round the heartbeat thread looks).
-                if time.monotonic() >= next_stale_check:
-                    retry_on_disconnect(lambda: fail_stale_trials(sweep), sweep.url)
-                    next_stale_check = time.monotonic() + settings.heartbeat_interval
-                admission, trials = _ask_round(gate, runner.room(sweep.study), sweep.url)
-                if not trials:
-                    if admission is Admission.DONE:
-                        break
-                    time.sleep(WAIT_POLL_S)
-                    next_stale_check = 0.0
-                    continue
-                _run_round(sweep, trials, runner, signals, settings, summary)
-    finally:
-        cores.release()
-        recorder.close()
-        sweep.close()
-    summary.stopped_by = signals.received
+    with guard:
+        sweep = open_study(spec, url, settings=settings, n_trials=n_trials, extend=extend)
+        total = sweep.n_trials
+        if total is None and spec.timeout is None:
+            sweep.close()
+            raise SweepError(
+                f"The sweep {spec.name!r} has neither n_trials nor a timeout, so it would"
+                " never end; set one in the spec or pass --n-trials."
+            )
+        recorder = DatabaseRecorder(
+            engine=sweep.engine,
+            url=sweep.url,
+            sweep_id=sweep.sweep_id,
+            study_name=sweep.name,
+            device=device,
+        )
+        cores = claim_cpu_share(spec, url, device)  # sweeps.threads: this worker's share
+        try:
+            _loop(spec, sweep, make_runner(sweep, recorder), TrialGate(sweep, total), settings,
+                  summary, cores)  # fmt: skip
+        finally:
+            cores.release()
+            recorder.close(timeout=STOP_WRITES_S if STOP.is_set() else CLOCK.timeout)
+            sweep.close()
+        if STOP.is_set() and STOP.reason == OUTAGE:
+            raise _outage_error(sweep.url)
+        summary.stopped_by = STOP.signum if STOP.is_set() else None
     return summary
 
 
+def _loop(
+    spec: SweepSpec,
+    sweep: SweepStudy,
+    runner: RoundRunner,
+    gate: TrialGate,
+    settings: StudySettings,
+    summary: WorkerSummary,
+    cores: CpuShare,
+) -> None:
+    deadline = time.monotonic() + spec.timeout if spec.timeout is not None else math.inf
+    # Samplers that end the search themselves (the grid, once every point is taken) call
+    # ``study.stop()``, which Optuna allows only inside its optimize loop: this loop is one.
+    adapter.allow_study_stop(sweep.study)
+    next_stale_check = 0.0
+    while not STOP.is_set() and time.monotonic() < deadline:
+        cores.refresh()  # workers that started or stopped shift this one's share
+        if adapter.study_stop_requested(sweep.study):
+            break
+        # Between rounds, looking for dead workers' trials costs a query: once per
+        # heartbeat (during a round the heartbeat thread looks).
+        if time.monotonic() >= next_stale_check:
+            retry_on_disconnect(lambda: fail_stale_trials(sweep), sweep.url)
+            next_stale_check = time.monotonic() + settings.heartbeat_interval
+        admission, trials = _ask_round(gate, runner.room(sweep.study), sweep.url)
+        if not trials:
+            if admission is Admission.DONE:
+                break
+            STOP.wait(WAIT_POLL_S)
+            next_stale_check = 0.0
+            continue
+        _run_round(sweep, trials, runner, settings, summary)
+
+
+def _outage_error(url: str) -> StorageUnavailableError:
+    seconds = f"{CLOCK.timeout:g}"
+    return StorageUnavailableError(
+        f"The results database at {hide_password(url)} has been unreachable for {seconds} s"
+        f" (the outage deadline, {OUTAGE_ENV_VAR}), so this worker stops; its trials are"
+        " retried once the database is back."
+    )
+
+
 def _ask_round(gate: TrialGate, room: int, url: str) -> tuple[Admission, list[optuna.Trial]]:
-    """Up to ``room`` trials from the gate; the last admission says why there are fewer."""
+    """Up to ``room`` trials from the gate; the last admission says why there are fewer.
+
+    A stop requested meanwhile ends the asking: the trials already asked are interrupted
+    by the round (T6), which then ends at once.
+    """
     trials: list[optuna.Trial] = []
     admission = Admission.START
-    while len(trials) < max(1, room):
+    while len(trials) < max(1, room) and not (trials and STOP.is_set()):
         admission, trial = retry_on_disconnect(gate.ask, url)
         if trial is None:
             break
@@ -332,38 +371,40 @@ def _run_round(
     sweep: SweepStudy,
     trials: list[optuna.Trial],
     runner: RoundRunner,
-    signals: _StopSignals,
     settings: StudySettings,
     summary: WorkerSummary,
 ) -> None:
     """Train one round, tell Optuna how each trial ended, apply the failure limit."""
-    study = sweep.study
-    interrupted = False
     with heartbeats(sweep, trials, settings.heartbeat_interval):
         try:
-            with signals.allowed():
-                ends = runner(trials)
-        except KeyboardInterrupt:
-            interrupted = True
-            ends = [TrialEnd(trial, TrialState.FAIL) for trial in trials]
+            STOP.check()
+            ends = runner(trials)
+        except StopRequested as stop:
+            if stop.reason == OUTAGE:
+                raise _outage_error(sweep.url) from None
+            ends = None
         except optuna.exceptions.UpdateFinishedTrialError:
             # Paused past the grace period: another worker failed (some of) the round's
             # trials and re-queued them. The round is given up.
             _give_up(sweep, trials, settings, summary)
             return
+        except StorageUnavailableError:
+            raise
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
             ends = [TrialEnd(trial, TrialState.FAIL, failure=reason) for trial in trials]
+    if ends is None:  # interrupted: each configuration is queued again, budget untouched
+        for trial in trials:
+            summary.failed += 1
+            summary.interrupted += 1
+            if not lifecycle.interrupt(sweep, trial, max_retry=settings.max_retry):
+                lifecycle.retried_elsewhere(sweep, trial)
+        return
     succeeded = False
     failures: list[str] = []
-    for end in map(_nan_is_a_failure, ends):
-        if interrupted:  # every end is FAIL: queue each configuration again
-            summary.failed += 1
-            if not _fail_and_requeue(sweep, end.trial, settings):
-                _retried_elsewhere(sweep, end.trial)
-            continue
-        if not _finish(study, end):
-            _retried_elsewhere(sweep, end.trial)
+    for end in map(lifecycle.nan_is_a_failure, ends):
+        if not lifecycle.finish(sweep.study, end):
+            lifecycle.retried_elsewhere(sweep, end.trial)
             summary.failed += 1
             continue
         if end.state is TrialState.COMPLETE:
@@ -376,8 +417,6 @@ def _run_round(
             summary.failed += 1
             failures.append(end.failure or "no reason given")
             _log.warning("Trial %d failed: %s", end.trial.number, failures[-1])
-    if interrupted or signals.received is not None:
-        return
     if succeeded:
         summary.failures.clear()
     elif failures:
@@ -398,131 +437,11 @@ def _give_up(
     """A round some of whose trials were failed as stale: every trial of it ends FAIL.
 
     The ones already finished were failed and re-queued by a stale check; the ones still
-    RUNNING (their heartbeats happened to be younger) are told FAIL and re-queued here.
+    RUNNING (their heartbeats happened to be younger) are failed and re-queued here.
     """
     for trial in trials:
         summary.failed += 1
-        if _fail_and_requeue(sweep, trial, settings):
+        if lifecycle.give_up(sweep, trial, max_retry=settings.max_retry):
             _log.warning("Trial %d was given up with its round and queued again.", trial.number)
         else:
-            _retried_elsewhere(sweep, trial)
-
-
-def _retried_elsewhere(sweep: SweepStudy, trial: optuna.Trial) -> None:
-    """``trial`` was failed as stale by another worker (this one went without a heartbeat
-    past the grace period) and re-queued: its runs are marked FAIL once more.
-
-    The stale check marked the runs it found; a run this worker finished after that (a
-    paired run trained across the pause, which reports nothing to Optuna) would otherwise
-    stay COMPLETE under a FAIL trial, beside its retry's run of the same configuration.
-    """
-    _log.warning("Trial %d was failed as stale and retried elsewhere.", trial.number)
-    try:
-        retry_on_disconnect(
-            lambda: mark_trial_runs_failed(sweep.engine, sweep.name, trial.number, LOST_WORKER),
-            sweep.url,
-        )
-    except StorageUnavailableError as exc:  # the retry marks them when it starts
-        _log.warning("Trial %d's runs could not be marked FAIL now: %s", trial.number, exc)
-
-
-def _fail_and_requeue(sweep: SweepStudy, trial: optuna.Trial, settings: StudySettings) -> bool:
-    """Tell ``trial`` FAIL and queue its configuration again, under the sweep lock.
-
-    Holding the lock across both writes keeps every trial gate from seeing the FAIL without
-    its retry (:mod:`sweeps.study`). If the lock itself cannot be had (the database is
-    down), both writes are still tried without it: a lost re-queue is made good by
-    :func:`sweeps.study.requeue_lost_retries`. Returns False when a stale check had already
-    failed (and re-queued) the trial.
-    """
-    with contextlib.ExitStack() as held:
-        try:
-            held.enter_context(sweep.lock())
-        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-            _log.warning(
-                "The sweep lock could not be taken (%s); trial %d is failed and queued again"
-                " without it.",
-                type(exc).__name__,
-                trial.number,
-            )
-        if not _finish(sweep.study, TrialEnd(trial, TrialState.FAIL)):
-            return False
-        _requeue(sweep.study, trial, settings)
-        return True
-
-
-def _nan_is_a_failure(end: TrialEnd) -> TrialEnd:
-    """A COMPLETE end without a usable value becomes a FAIL that says why.
-
-    Optuna would fail such a trial itself and record no reason; a FAIL without a reason
-    would also read as a lost re-queue (:func:`sweeps.study.requeue_lost_retries`).
-    """
-    if end.state is TrialState.COMPLETE and (end.value is None or math.isnan(end.value)):
-        return TrialEnd(end.trial, TrialState.FAIL, failure=f"the objective value is {end.value}")
-    return end
-
-
-def _finish(study: optuna.Study, end: TrialEnd) -> bool:
-    """Record ``end.failure`` and tell Optuna ``end``; safe to repeat after a lost connection.
-
-    Returns False when the trial was finished by someone else first: a stale check failed
-    it (this worker went without a heartbeat past the grace period) and re-queued it.
-    """
-    storage = study._storage
-    url = getattr(storage, "url", "")
-    trial = end.trial
-    told = False
-
-    def finished() -> bool:
-        return bool(storage.get_trial(trial._trial_id).state.is_finished())
-
-    def tell() -> bool:
-        nonlocal told
-        if finished():
-            return told  # True: our own earlier attempt got through before its reply was lost
-        told = True
-        if end.state is TrialState.COMPLETE:
-            study.tell(trial, end.value)
-        else:
-            study.tell(trial, state=end.state)
-        return True
-
-    try:
-        if end.failure is not None:
-            reason = end.failure
-            retry_on_disconnect(
-                lambda: storage.set_trial_system_attr(trial._trial_id, "fail_reason", reason),
-                url,
-            )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return bool(retry_on_disconnect(tell, url))
-    except optuna.exceptions.UpdateFinishedTrialError:
-        return False
-    except ValueError:  # "Cannot tell a FAIL trial": a stale check won the race to it
-        if retry_on_disconnect(finished, url):
-            return False
-        raise
-
-
-def _requeue(study: optuna.Study, trial: optuna.Trial, settings: StudySettings) -> None:
-    """Queue the trial's configuration again, as a retry (attempt + 1).
-
-    Tried once: repeating it after a lost acknowledgement could queue the configuration
-    twice. If the database is unreachable, the trial stays FAIL without a retry and the
-    trial gate re-queues it one grace period later (:func:`sweeps.study.requeue_lost_retries`).
-    """
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
-
-    try:
-        frozen = study._storage.get_trial(trial._trial_id)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            RetryHeartbeatStaleTrialCallback(max_retry=settings.max_retry)(study, frozen)
-    except (sa.exc.OperationalError, sa.exc.InterfaceError, StorageInternalError) as exc:
-        _log.warning(
-            "Trial %d could not be queued again now (%s); a worker will queue it one grace"
-            " period from now.",
-            trial.number,
-            type(exc).__name__,
-        )
+            lifecycle.retried_elsewhere(sweep, trial)

@@ -13,8 +13,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from momentum_convert.errors import RecipeError
-from momentum_convert.importers import args, caffe, keras
-from momentum_convert.importers.imported import ImportedRecipe
+from momentum_convert.importers import (
+    args,
+    caffe,
+    detectron,
+    detectron2,
+    gluoncv,
+    keras,
+    mmengine,
+    mxnet,
+    timm,
+)
+from momentum_convert.importers.imported import ImportedRecipe, ParameterGroup
 
 #: ``momentum-convert import KIND``: what each kind reads.
 KINDS: dict[str, str] = {
@@ -23,9 +33,16 @@ KINDS: dict[str, str] = {
     "tf1": "tf.compat.v1.train.MomentumOptimizer arguments as JSON or YAML",
     "optax": "optax.sgd arguments as JSON or YAML",
     "torch7": "Torch7 optim.sgd config as JSON or YAML",
+    "mxnet": "MXNet example/image-classification script (parser.set_defaults) or fit.py"
+    " arguments / optimizer_params with an lr_scheduler, as JSON or YAML",
+    "gluoncv": "GluonCV model-zoo training command (train_imagenet.py, train_cifar10.py)",
+    "detectron": "Detectron (Caffe2) YAML config (SOLVER, SCALE_MOMENTUM)",
+    "detectron2": "detectron2 YAML config (SOLVER, following _BASE_)",
+    "mmengine": "mmengine Python config (optim_wrapper, param_scheduler, train_cfg), not executed",
+    "timm": "timm args.yaml or train.py / distributed_train.sh command",
 }
 
-__all__ = ["KINDS", "ImportedRecipe", "load"]
+__all__ = ["KINDS", "ImportedRecipe", "ParameterGroup", "load"]
 
 
 def load(
@@ -34,7 +51,9 @@ def load(
     """Read ``path`` as a ``kind`` file (a key of :data:`KINDS`) into a recipe.
 
     ``steps`` overrides the length the file implies; ``steps_per_epoch`` turns an argument
-    file's ``epochs`` into steps (Caffe and Keras count iterations and ignore it).
+    file's ``epochs`` into steps, and is the data loader's length that mmengine and timm
+    schedules count in (Caffe, Keras, MXNet, GluonCV, Detectron and detectron2 count
+    iterations, or derive the epoch length from the file, and ignore it).
 
     Raises:
         RecipeError: an unknown kind, or a file the importer refuses (the message names
@@ -45,6 +64,14 @@ def load(
         return caffe.load(path, steps=steps)
     if kind == "keras":
         return keras.load(path, steps=steps)
+    if kind in ("mxnet", "gluoncv", "detectron", "detectron2"):
+        module = {"mxnet": mxnet, "gluoncv": gluoncv, "detectron": detectron,
+                  "detectron2": detectron2}[kind]  # fmt: skip
+        return module.load(path, steps=steps)
+    if kind == "mmengine":
+        return mmengine.load(path, steps=steps, steps_per_epoch=steps_per_epoch)
+    if kind == "timm":
+        return timm.load(path, steps=steps, steps_per_epoch=steps_per_epoch)
     if kind in args.KINDS:
         return args.load(path, kind, steps=steps, steps_per_epoch=steps_per_epoch)
     raise RecipeError(f"unknown import kind {kind!r}; expected one of {', '.join(KINDS)}.")

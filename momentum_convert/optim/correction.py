@@ -130,26 +130,90 @@ def correct_momentum(optimizer: Optimizer, like: str) -> MomentumCorrection:
 
 
 def _rescale_pytorch_buffers(optimizer: Optimizer, args: Any, kwargs: Any) -> None:
-    """Step pre-hook: keep ``v = -buffer_lr · b`` the Form S velocity of a torch SGD."""
-    for number, group in enumerate(optimizer.param_groups):
+    """Step pre-hook: keep ``v = -buffer_lr · b`` the Form S velocity of a torch SGD.
+
+    Every group is checked before any is changed, so a refused step leaves the whole
+    optimizer as it was.
+    """
+    groups = list(enumerate(optimizer.param_groups))
+    for number, group in groups:
+        _refuse_impossible_step(optimizer, number, group)
+    for _, group in groups:
         if group["momentum"] == 0:
-            continue  # torch leaves the buffers alone, and so does Form S here
-        lr = float(group["lr"])
-        if group["dampening"] != 0:
-            _create_zero_buffers(optimizer, group)
-        buffer_lr = group.get(BUFFER_LR)
-        if buffer_lr is None or buffer_lr == lr:
-            group[BUFFER_LR] = lr
-            continue
-        buffers = _buffers(optimizer, group)
-        if lr > 0:
-            torch._foreach_mul_(buffers, buffer_lr / lr)
-        elif buffers and bool(torch.stack([b.abs().max() for b in buffers]).max() > 0):
+            _restart_buffers(optimizer, group)
+        else:
+            _rescale_buffers(optimizer, group)
+
+
+def _refuse_impossible_step(optimizer: Optimizer, number: int, group: dict[str, Any]) -> None:
+    """Raise if torch's step on this group cannot be Form S's (REFERENCE.md, edge case 2)."""
+    lr = float(group["lr"])
+    if group["momentum"] == 0:
+        if group["dampening"] != 0 and lr > 0 and any(p.grad is not None for p in group["params"]):
             raise ConversionImpossibleError(
-                f"param group {number} has lr=0 while its velocity is not zero: Form S would "
-                "still move the weights by momentum * velocity and torch.optim.SGD cannot; use "
-                "SutskeverSGD for a schedule that reaches exactly zero."
+                f"param group {number} has momentum 0 with dampening={group['dampening']}: "
+                "Form S then steps by lr*(1-dampening)*grad and torch.optim.SGD by lr*grad; "
+                "use SutskeverSGD for a momentum schedule that reaches 0 with dampening."
             )
+        return
+    buffer_lr = group.get(BUFFER_LR)
+    if lr > 0 or buffer_lr is None or buffer_lr == lr:
+        return
+    buffers = _buffers(optimizer, group)
+    if buffers and bool(torch.stack([b.abs().max() for b in buffers]).max() > 0):
+        raise ConversionImpossibleError(
+            f"param group {number} has lr=0 while its velocity is not zero: Form S would "
+            "still move the weights by momentum * velocity and torch.optim.SGD cannot; use "
+            "SutskeverSGD for a schedule that reaches exactly zero."
+        )
+
+
+def _rescale_buffers(optimizer: Optimizer, group: dict[str, Any]) -> None:
+    """``b <- (s/η) b`` before a step whose lr differs from ``s``; then ``s = η``."""
+    lr = float(group["lr"])
+    if group["dampening"] != 0:
+        _create_zero_buffers(optimizer, group)
+    buffer_lr = group.get(BUFFER_LR)
+    if buffer_lr is not None and buffer_lr != lr and lr > 0:
+        torch._foreach_mul_(_buffers(optimizer, group), buffer_lr / lr)
+    group[BUFFER_LR] = lr  # with lr = 0 the checks above made the velocity zero
+
+
+@torch.no_grad()
+def _restart_buffers(optimizer: Optimizer, group: dict[str, Any]) -> None:
+    r"""Form S at :math:`\mu = 0`: the velocity restarts, :math:`v = -\eta\,\hat g`.
+
+    torch's SGD leaves its buffers alone at momentum 0 (and steps by :math:`\eta \hat g`,
+    Form S's step without dampening), so the hook writes the buffer Form S leaves behind,
+    :math:`b = \hat g = \pm g + \lambda \theta_{t-1}` (zero when :math:`\eta = 0`), with
+    :math:`s = \eta`. Parameters without a gradient keep their velocity (rescaled by
+    :math:`s/\eta`).
+    """
+    lr = float(group["lr"])
+    state = optimizer.state
+    buffer_lr = group.get(BUFFER_LR)
+    stepping = [p for p in group["params"] if p.grad is not None]
+    idle = [
+        state[p]["momentum_buffer"]
+        for p in group["params"]
+        if p.grad is None and state.get(p, {}).get("momentum_buffer") is not None
+    ]
+    if lr > 0 and idle and buffer_lr is not None and buffer_lr != lr:
+        torch._foreach_mul_(idle, buffer_lr / lr)
+    for p in stepping:
+        assert p.grad is not None
+        if lr == 0:
+            restart = torch.zeros_like(p)
+        else:
+            restart = -p.grad if group["maximize"] else p.grad.clone()
+            if group["weight_decay"] != 0:
+                restart.add_(p, alpha=group["weight_decay"])
+        buffer = state[p].get("momentum_buffer")
+        if buffer is None:
+            state[p]["momentum_buffer"] = restart
+        else:
+            buffer.copy_(restart)
+    if lr > 0 or buffer_lr is None:
         group[BUFFER_LR] = lr
 
 

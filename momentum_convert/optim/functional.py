@@ -27,6 +27,8 @@ Learning rates of exactly zero (REFERENCE.md edge cases 1 and 2) keep the repres
   exist.
 * :math:`\eta_t = s = 0`: the velocity is zero (``v = -0 \cdot b``) and stays zero; the step does
   nothing.
+* :math:`\mu_t = 0`: Form S restarts the velocity from the gradient (see
+  :func:`_restart_velocity`); PyTorch would leave its buffer untouched.
 * ``lr_outside=True`` (set by :func:`~momentum_convert.optim.correct_momentum` with
   ``like="pytorch"``): ``s`` follows the learning rate without rescaling, which turns the step
   into PyTorch's step on the unscaled buffer, exact for every learning rate including zero.
@@ -72,8 +74,8 @@ def sutskever_sgd(
     the implementation (at most one is true; neither is the per-tensor loop). ``grad_scale``
     and ``found_inf`` are :class:`torch.amp.GradScaler`'s, for the fused path.
     """
-    if momentum == 0:
-        # As in torch.optim.SGD: without momentum the velocity is neither used nor updated.
+    if momentum == 0 and lr_outside:
+        # PyTorch's own rule at μ = 0: the buffer is neither used nor updated.
         _lr_outside_step(params, grads, [], lr, 0.0, dampening, weight_decay, nesterov, maximize,
                          foreach, fused, grad_scale, found_inf)  # fmt: skip
         return buffer_lr
@@ -84,6 +86,13 @@ def sutskever_sgd(
             buffers[i] = torch.zeros_like(params[i], memory_format=torch.preserve_format)
         fresh = []
     existing = [b for b in buffers if b is not None] if fresh else cast(list[Tensor], buffers)
+
+    if momentum == 0:
+        return _restart_velocity(params, grads, existing, buffer_lr=buffer_lr, lr=lr,
+                                 dampening=dampening, weight_decay=weight_decay,
+                                 maximize=maximize, foreach=foreach, fused=fused,
+                                 idle_buffers=idle_buffers, grad_scale=grad_scale,
+                                 found_inf=found_inf)  # fmt: skip
 
     if lr_outside:
         buffer_lr = lr
@@ -120,6 +129,47 @@ def sutskever_sgd(
     torch._foreach_mul_(existing, momentum)
     torch._foreach_add_(params, existing, alpha=-buffer_lr * (momentum if nesterov else 1.0))
     return buffer_lr
+
+
+def _restart_velocity(
+    params: list[Tensor],
+    grads: list[Tensor],
+    buffers: list[Tensor],
+    *,
+    buffer_lr: float,
+    lr: float,
+    dampening: float,
+    weight_decay: float,
+    maximize: bool,
+    foreach: bool,
+    fused: bool,
+    idle_buffers: list[Tensor] | None,
+    grad_scale: Tensor | None,
+    found_inf: Tensor | None,
+) -> float:
+    r"""One Form S step at :math:`\mu_t = 0`: the velocity restarts from the gradient.
+
+    Form S's rule holds at every step, :math:`\mu = 0` included:
+    :math:`v_t = 0 \cdot v_{t-1} - \eta_t (1-\tau)\hat g_t`, :math:`\theta_t = \theta_{t-1} + v_t`
+    (Nesterov: :math:`\theta_t = \theta_{t-1} + 0 \cdot v_t - \eta_t \hat g_t`, the same step since
+    Nesterov has no dampening). PyTorch's kernels skip the buffer at momentum 0, which would
+    leave a stale velocity for the next step; so the buffers are zeroed and the kernel runs
+    with momentum 1 and no Nesterov: :math:`b = 1 \cdot 0 + (1-\tau)\hat g`,
+    :math:`\theta \mathrel{-}= \eta b`, with :math:`s = \eta` (the trick
+    :func:`momentum_convert.conversion` uses for lazy-buffer targets). With :math:`\eta_t = 0`
+    the velocity is zero and the weights stay. Buffers of parameters without a gradient keep
+    their velocity: they are rescaled by :math:`s/\eta_t` like on any lr change.
+    """
+    if found_inf is not None and bool(found_inf.item()):
+        return buffer_lr  # GradScaler skips steps whose gradients overflowed
+    torch._foreach_zero_(buffers)
+    if lr == 0:
+        return buffer_lr  # v = -s·0 = 0 and θ does not move
+    if idle_buffers and buffer_lr != lr:
+        torch._foreach_mul_(idle_buffers, buffer_lr / lr)
+    _lr_outside_step(params, grads, list(buffers), lr, 1.0, dampening, weight_decay, False,
+                     maximize, foreach, fused, grad_scale, found_inf)  # fmt: skip
+    return lr
 
 
 def _lr_outside_step(
@@ -160,3 +210,75 @@ def _lr_outside_step(
         nesterov=nesterov,
         maximize=maximize,
     )
+
+
+def sutskever_sgd_tensor_lr(
+    params: list[Tensor],
+    grads: list[Tensor],
+    buffers: list[Tensor | None],
+    *,
+    buffer_lr: Tensor,
+    lr: Tensor,
+    momentum: float,
+    dampening: float,
+    weight_decay: float,
+    nesterov: bool,
+    maximize: bool,
+    lr_outside: bool = False,
+    idle_buffers: list[Tensor] | None = None,
+    grad_scale: Tensor | None = None,
+    found_inf: Tensor | None = None,
+) -> None:
+    r"""One Form S step with a tensor lr, without a branch on its value (``torch.compile``).
+
+    The same arithmetic as :func:`sutskever_sgd`, written so that ``torch.compile`` traces one
+    graph for every lr: with :math:`p = [\eta_t > 0]`, the ratio
+    :math:`r = s/\eta_t` where :math:`p` (else 1), the scale :math:`e = \eta_t` where :math:`p`
+    (else :math:`s`, the coasting velocity) and the gradient weight :math:`c = p\,(1-\tau)`,
+
+    .. math::
+       b \leftarrow \mu r\, b + c\, \hat g, \qquad
+       \theta \leftarrow \theta - e\, b \quad
+       (\text{Nesterov: } \theta \leftarrow \theta - e \mu b - \eta_t \hat g), \qquad
+       s \leftarrow e .
+
+    For :math:`\eta_t > 0` this is the rescaled step (:math:`v = -s b` kept, then Form S);
+    for :math:`\eta_t = 0 < s` it is the coasting :math:`v \leftarrow \mu v`; for
+    :math:`\mu = 0` it restarts the velocity from the gradient. ``buffer_lr`` (``s``) is a
+    tensor updated in place, so no Python float changes between steps. With ``lr_outside``
+    the step is :func:`torch.optim.sgd.sgd` with the tensor lr, PyTorch's own compile-friendly
+    path, and ``s`` follows ``lr``. ``buffers`` entries of ``None`` are created (at zero for
+    Form S). GradScaler's ``grad_scale``/``found_inf`` are applied here, not in a kernel.
+    """
+    if grad_scale is not None or found_inf is not None:
+        if found_inf is not None and bool(found_inf.item()):
+            return
+        if grad_scale is not None:
+            grads = list(torch._foreach_div(grads, grad_scale))
+    if lr_outside:
+        lr_outside_sgd(params, grads, buffers, foreach=True, weight_decay=weight_decay,
+                       momentum=momentum, lr=lr, dampening=dampening, nesterov=nesterov,
+                       maximize=maximize)  # fmt: skip
+        buffer_lr.copy_(lr)
+        return
+    for i, buffer in enumerate(buffers):
+        if buffer is None:
+            buffers[i] = torch.zeros_like(params[i], memory_format=torch.preserve_format)
+    velocity = cast(list[Tensor], buffers)
+    positive = lr > 0
+    ratio = torch.where(positive, buffer_lr / torch.where(positive, lr, 1.0), 1.0)
+    scale = torch.where(positive, lr, buffer_lr)
+    weight = positive * (1.0 - dampening)
+    ghat = list(torch._foreach_neg(grads)) if maximize else list(grads)
+    if weight_decay != 0:
+        ghat = list(torch._foreach_add(ghat, params, alpha=weight_decay))
+    torch._foreach_mul_(velocity, momentum * ratio)
+    torch._foreach_add_(velocity, torch._foreach_mul(ghat, weight))
+    if nesterov:
+        torch._foreach_add_(params, torch._foreach_mul(velocity, -momentum * scale))
+        torch._foreach_add_(params, torch._foreach_mul(ghat, -lr))
+    else:
+        torch._foreach_add_(params, torch._foreach_mul(velocity, -scale))
+    if idle_buffers:
+        torch._foreach_mul_(idle_buffers, ratio)
+    buffer_lr.copy_(scale)

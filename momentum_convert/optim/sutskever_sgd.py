@@ -12,10 +12,11 @@ from torch.optim.optimizer import (
     ParamsT,
     _default_to_fused_or_foreach,
     _device_dtype_check_for_fused,
+    _get_fused_kernels_supported_devices,
 )
 
 from momentum_convert.errors import ConventionError
-from momentum_convert.optim.functional import sutskever_sgd
+from momentum_convert.optim.functional import sutskever_sgd, sutskever_sgd_tensor_lr
 
 __all__ = ["SutskeverSGD"]
 
@@ -53,8 +54,9 @@ class SutskeverSGD(Optimizer):
     included. Weight decay is coupled and inside the learning rate (Caffe, AlexNet: Keras 2's
     ``L2(l)`` regularizer is ``weight_decay=2*l``). The velocity starts at zero, so with
     dampening the first gradient is damped like every other one (there is no PyTorch-style
-    first-step rule). With momentum 0 the step is plain SGD and the velocity is neither used
-    nor updated, as in :class:`torch.optim.SGD`.
+    first-step rule). The rule holds at momentum 0 too: the velocity restarts from the gradient,
+    :math:`v_t = -\eta_t (1-\tau)\hat g_t` (:class:`torch.optim.SGD` instead leaves its buffer
+    untouched at momentum 0 and resumes it at the next non-zero momentum).
 
     .. note::
         :class:`torch.optim.SGD` keeps the learning rate *outside* its buffer
@@ -109,7 +111,7 @@ class SutskeverSGD(Optimizer):
     def __init__(
         self,
         params: ParamsT,
-        lr: float = 1e-3,
+        lr: float | Tensor = 1e-3,
         momentum: float = 0.0,
         dampening: float = 0.0,
         weight_decay: float = 0.0,
@@ -119,8 +121,13 @@ class SutskeverSGD(Optimizer):
         foreach: bool | None = None,
         fused: bool | None = None,
     ) -> None:
-        if isinstance(lr, Tensor) or not lr >= 0.0:
-            raise ConventionError(f"SutskeverSGD needs a float lr >= 0, got {lr=}.")
+        if isinstance(lr, Tensor) and lr.numel() != 1:
+            raise ConventionError(
+                f"SutskeverSGD needs a float lr or a 1-element tensor, got a tensor of shape "
+                f"{tuple(lr.shape)}."
+            )
+        if not lr >= 0.0:
+            raise ConventionError(f"SutskeverSGD needs lr >= 0, got {lr=}.")
         if not momentum >= 0.0:
             raise ConventionError(f"SutskeverSGD needs momentum >= 0, got {momentum=}.")
         if not 0.0 <= dampening <= 1.0:
@@ -142,27 +149,68 @@ class SutskeverSGD(Optimizer):
             "nesterov": nesterov,
             "maximize": maximize,
             "foreach": foreach,
+            "differentiable": False,
             "fused": fused,
         }
+        # Devices and dtypes of fused groups are checked at the first step, as torch.optim.SGD
+        # does, so parameters on the meta device (deferred initialisation) are accepted here.
+        self._need_device_dtype_check_for_fused = True
         super().__init__(params, defaults)
-        if fused is None and foreach is None:
-            all_params = [p for group in self.param_groups for p in group["params"]]
-            fused, foreach = _default_to_fused_or_foreach(
-                all_params, differentiable=False, use_fused=True
-            )
-            foreach = foreach or not fused
-            for group in self.param_groups:
-                group["fused"], group["foreach"] = fused, foreach
-            self.defaults["fused"], self.defaults["foreach"] = fused, foreach
-        if fused:
-            for group in self.param_groups:
-                for p in group["params"]:
-                    _device_dtype_check_for_fused(p)
         # GradScaler hands the fused kernel grad_scale/found_inf; other paths unscale here.
         self._step_supports_amp_scaling = True
         #: Set by correct_momentum(like="pytorch"): s follows lr, no rescaling (Form P).
         self._lr_outside = False
         self.register_load_state_dict_pre_hook(_require_buffer_lr)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Fill in the keys older state dicts lack, as :meth:`torch.optim.SGD.__setstate__`."""
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("nesterov", False)
+            group.setdefault("maximize", False)
+            group.setdefault("foreach", None)
+            group.setdefault("differentiable", False)
+            group.setdefault("fused", False)
+        self.__dict__.setdefault("_lr_outside", False)
+        self.__dict__.setdefault("_need_device_dtype_check_for_fused", True)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a param group; its fused devices and dtypes are checked at the next step."""
+        super().add_param_group(param_group)
+        self._need_device_dtype_check_for_fused = True
+
+    def _implementation(self, group: dict[str, Any], params: list[Tensor]) -> tuple[bool, bool]:
+        """``(fused, foreach)`` for this group's step: its own choice, else the fastest.
+
+        A group's explicit ``foreach``/``fused`` is kept. With both ``None`` (the default)
+        the choice is made per group and per step from the parameters that step, by
+        :func:`torch.optim.optimizer._default_to_fused_or_foreach` with the fused kernel
+        preferred (the fastest, ``benchmarks/RESULTS.md``): complex parameters or a device
+        without a fused kernel get the multi-tensor path.
+        """
+        fused, foreach = group["fused"], group["foreach"]
+        if fused is None and foreach is None:
+            fused, foreach = _default_to_fused_or_foreach(
+                params, differentiable=False, use_fused=True
+            )
+            return fused, foreach or not fused
+        return bool(fused), bool(foreach)
+
+    def _check_fused_devices(self) -> None:
+        """Refuse, at the first step, parameters the fused kernel cannot take."""
+        for number, group in enumerate(self.param_groups):
+            if not group["fused"]:
+                continue
+            for p in group["params"]:
+                try:
+                    _device_dtype_check_for_fused(p)
+                except RuntimeError as error:
+                    raise ConventionError(
+                        f"param group {number} has fused=True but a {p.dtype} parameter on "
+                        f"{p.device.type}: the fused kernel takes floating-point parameters on "
+                        f"{', '.join(_get_fused_kernels_supported_devices())}; use fused=False."
+                    ) from error
+        self._need_device_dtype_check_for_fused = False
 
     def _init_group(
         self,
@@ -172,7 +220,9 @@ class SutskeverSGD(Optimizer):
         buffers: list[Tensor | None],
         idle_buffers: list[Tensor],
     ) -> None:
-        keep_buffers = group["momentum"] != 0
+        # Form S updates its velocity at every step, μ = 0 included; PyTorch's rule
+        # (lr_outside) leaves the buffers alone at μ = 0.
+        keep_buffers = group["momentum"] != 0 or not self._lr_outside
         for p in group["params"]:
             if p.grad is None:
                 idle = self.state[p].get("momentum_buffer") if p in self.state else None
@@ -201,6 +251,8 @@ class SutskeverSGD(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if self._need_device_dtype_check_for_fused:
+            self._check_fused_devices()
 
         for group in self.param_groups:
             params: list[Tensor] = []
@@ -210,29 +262,76 @@ class SutskeverSGD(Optimizer):
             self._init_group(group, params, grads, buffers, idle_buffers)
             if not params:
                 continue
-            lr = float(group["lr"])
             fresh = [i for i, buffer in enumerate(buffers) if buffer is None]
-            group[BUFFER_LR] = sutskever_sgd(
-                params,
-                grads,
-                buffers,
-                buffer_lr=group.get(BUFFER_LR, lr),
-                lr=lr,
-                momentum=group["momentum"],
-                dampening=group["dampening"],
-                weight_decay=group["weight_decay"],
-                nesterov=group["nesterov"],
-                maximize=group["maximize"],
-                foreach=bool(group["foreach"]),
-                fused=bool(group["fused"]),
-                lr_outside=self._lr_outside,
-                idle_buffers=idle_buffers,
-                grad_scale=getattr(self, "grad_scale", None),
-                found_inf=getattr(self, "found_inf", None),
-            )
+            if isinstance(group["lr"], Tensor):
+                self._tensor_lr_step(group, params, grads, buffers, idle_buffers)
+            else:
+                self._float_lr_step(group, params, grads, buffers, idle_buffers)
             for i in fresh:  # the buffers this step created
                 self.state[params[i]]["momentum_buffer"] = buffers[i]
         return loss
+
+    def _float_lr_step(
+        self,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        buffers: list[Tensor | None],
+        idle_buffers: list[Tensor],
+    ) -> None:
+        lr = float(group["lr"])
+        fused, foreach = self._implementation(group, params)
+        buffer_lr = group.get(BUFFER_LR, lr)
+        group[BUFFER_LR] = sutskever_sgd(
+            params,
+            grads,
+            buffers,
+            buffer_lr=float(buffer_lr),
+            lr=lr,
+            momentum=group["momentum"],
+            dampening=group["dampening"],
+            weight_decay=group["weight_decay"],
+            nesterov=group["nesterov"],
+            maximize=group["maximize"],
+            foreach=foreach,
+            fused=fused,
+            lr_outside=self._lr_outside,
+            idle_buffers=idle_buffers,
+            grad_scale=getattr(self, "grad_scale", None),
+            found_inf=getattr(self, "found_inf", None),
+        )
+
+    def _tensor_lr_step(
+        self,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        buffers: list[Tensor | None],
+        idle_buffers: list[Tensor],
+    ) -> None:
+        """A tensor lr: ``s`` is a tensor too, and the step branches on no value (compile)."""
+        lr: Tensor = group["lr"]
+        buffer_lr = group.get(BUFFER_LR)
+        if not isinstance(buffer_lr, Tensor):
+            start = lr if buffer_lr is None else buffer_lr
+            buffer_lr = torch.as_tensor(start, dtype=lr.dtype, device=lr.device).clone()
+            group[BUFFER_LR] = buffer_lr
+        sutskever_sgd_tensor_lr(
+            params,
+            grads,
+            buffers,
+            buffer_lr=buffer_lr,
+            lr=lr,
+            momentum=group["momentum"],
+            dampening=group["dampening"],
+            weight_decay=group["weight_decay"],
+            nesterov=group["nesterov"],
+            maximize=group["maximize"],
+            lr_outside=self._lr_outside,
+            idle_buffers=idle_buffers,
+            grad_scale=getattr(self, "grad_scale", None),
+            found_inf=getattr(self, "found_inf", None),
+        )
 
 
 def _require_buffer_lr(optimizer: Optimizer, state_dict: dict[str, Any]) -> None:

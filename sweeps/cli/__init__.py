@@ -24,10 +24,31 @@ _COMMAND_MODULES = ("sweeps.cli.results", "sweeps.cli.run", "sweeps.cli.report")
 
 
 class SweepsGroup(ErrorHandlingGroup):
-    """The error policy of ``sweeps``: bad input exits 2, runtime failures exit 1."""
+    """The error policy of ``sweeps``: bad input exits 2, runtime failures exit 1.
+
+    A database error that escaped the storage's own mapping (a damaged SQLite file found
+    in the middle of a command) still becomes one sentence, exit 1: the driver's first
+    line, with any ``user:password@`` masked.
+    """
 
     usage_errors = (MomentumConvertError, SweepUsageError, StorageUsageError)
     runtime_errors = (SweepError, StorageError, OSError)
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            if not type(exc).__module__.startswith("sqlalchemy"):
+                raise
+            raise _database_failure(exc) from exc
+
+
+def _database_failure(exc: Exception) -> StorageError:
+    from storage.engine import hide_password
+
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    text = hide_password(reason[0].rstrip(".")) if reason else type(exc).__name__
+    return StorageError(f"The results database failed: {text}.")
 
 
 @click.group(cls=SweepsGroup, context_settings={"help_option_names": ["-h", "--help"]})

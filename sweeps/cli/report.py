@@ -1,7 +1,8 @@
-"""``sweeps report NAME --out DIR``: write a sweep's transfer report (docs/report.md)."""
+"""``sweeps report NAME [--out DIR]``: write a sweep's transfer report (docs/report.md)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -19,9 +20,10 @@ import click
 @click.option(
     "--out",
     "out_dir",
-    required=True,
+    default=None,
     type=click.Path(file_okay=False, dir_okay=True, writable=True, path_type=Path),
-    help="Directory for report.html, report.md, summary.csv, diverged.csv and the PNG figures.",
+    help="Directory for report.html, report.md, summary.csv, diverged.csv and the PNG figures"
+    " (default: NAME-report in the current directory).",
 )
 @click.option(
     "--run-missing",
@@ -33,7 +35,7 @@ import click
     "--device", default="cpu", show_default=True, help="Where --run-missing trains (cpu, cuda:N)."
 )
 def report(
-    name: str, storage_url: str | None, out_dir: Path, run_missing: bool, device: str
+    name: str, storage_url: str | None, out_dir: Path | None, run_missing: bool, device: str
 ) -> None:
     """Write the transfer report of the sweep NAME into a directory.
 
@@ -46,6 +48,8 @@ def report(
     from storage.engine import default_url
     from sweeps.report import write_report
 
+    if out_dir is None:
+        out_dir = default_report_dir(name)
     path = write_report(
         storage_url or default_url(), name, out_dir, run_missing=run_missing, device=device
     )
@@ -54,6 +58,11 @@ def report(
         f"Wrote {path.name}, report.md, summary.csv, diverged.csv and the figures to {out_dir}.",
         err=True,
     )
+
+
+def default_report_dir(name: str) -> Path:
+    """``NAME-report`` in the working directory (path separators in NAME become ``_``)."""
+    return Path(re.sub(r"[\\/]", "_", name) + "-report")
 
 
 commands: list[click.Command] = [report]

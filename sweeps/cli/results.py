@@ -13,11 +13,18 @@ from pathlib import Path
 
 import click
 import pandas as pd
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from storage import queries, schema
-from storage.engine import create_engine, default_url, hide_password
+from storage.engine import (
+    create_engine,
+    default_url,
+    hide_password,
+    unavailable_as_storage_error,
+)
 from storage.errors import StorageUsageError
+from storage.models import Sweep
 
 _STORAGE_HELP = "Database URL (default: $SWEEPS_STORAGE or sqlite:///sweeps.db)."
 
@@ -31,7 +38,7 @@ storage_option = click.option(
 
 
 @click.command("results")
-@click.argument("name")
+@click.argument("name", required=False)
 @storage_option
 @click.option(
     "--format",
@@ -50,9 +57,15 @@ storage_option = click.option(
     help="Write to this file instead of stdout.",
 )
 def results_command(
-    name: str, storage_url: str | None, output_format: str, metrics: bool, output: Path | None
+    name: str | None,
+    storage_url: str | None,
+    output_format: str,
+    metrics: bool,
+    output: Path | None,
 ) -> None:
     """Export the trials (or, with --metrics, the per-epoch metrics) of sweep NAME."""
+    if name is None:
+        raise name_required("results", storage_url or default_url())
     if output_format == "parquet" and output is None:
         raise click.UsageError("--format parquet writes binary data; give a file with -o FILE.")
     engine = _open(storage_url)
@@ -114,6 +127,42 @@ def upgrade_command(storage_url: str | None) -> None:
         f" {schema.head_revision()}.",
         err=True,
     )
+
+
+def name_required(command: str, url: str) -> StorageUsageError:
+    """The usage error of ``sweeps COMMAND`` given no sweep NAME: it lists the stored sweeps.
+
+    Reading the names creates nothing: a missing SQLite file or a database without the
+    sweeps' tables holds no sweep.
+    """
+    names: list[str] = []
+    database = _url_or_none(url)
+    missing_file = (
+        database is not None
+        and database.get_backend_name() == "sqlite"
+        and database.database not in (None, "", ":memory:")
+        and not Path(str(database.database)).exists()
+    )
+    if not missing_file:
+        engine = create_engine(url)
+        try:
+            with unavailable_as_storage_error(engine.url), engine.connect() as connection:
+                has_sweeps = sa.inspect(connection).has_table(Sweep.__tablename__)
+            names = queries.sweep_names(engine) if has_sweeps else []
+        finally:
+            engine.dispose()
+    listed = ", ".join(names) if names else "none"
+    return StorageUsageError(
+        f"`sweeps {command}` needs the NAME of a sweep; the sweeps stored in"
+        f" {hide_password(url)}: {listed}."
+    )
+
+
+def _url_or_none(url: str) -> sa.URL | None:
+    try:
+        return sa.make_url(url)
+    except (sa.exc.ArgumentError, ValueError):
+        return None
 
 
 def _open(storage_url: str | None) -> Engine:

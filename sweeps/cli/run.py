@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from sweeps.errors import SweepUsageError
+
+if TYPE_CHECKING:
+    from sweeps.spec import SweepSpec
 
 STORAGE_HELP = "Database URL (default: $SWEEPS_STORAGE, the spec's storage, sqlite:///sweeps.db)."
 SPEC_PATH = click.Path(dir_okay=False, path_type=Path)
@@ -44,7 +48,7 @@ POPULATION_HELP = (
 DOWNLOAD_HELP = "Download the task's data set if it is missing (CIFAR-10: 163 MiB, MD5-checked)."
 
 
-def _prepare_data(spec: object, download: bool) -> None:
+def _prepare_data(spec: SweepSpec, download: bool) -> None:
     """The task's data must be on disk before any worker starts (``sweeps.tasks``)."""
     from sweeps.tasks import prepare_task, task_for_spec
 
@@ -57,6 +61,14 @@ def _storage_url(option: str | None, spec_storage: str | None) -> str:
     from storage.engine import DEFAULT_URL, STORAGE_ENV_VAR
 
     return option or os.environ.get(STORAGE_ENV_VAR) or spec_storage or DEFAULT_URL
+
+
+def _check_task(spec: SweepSpec) -> None:
+    """A user task's contract, checked by building it once before any sweep is stored."""
+    from sweeps.tasks import check_task
+
+    smallest_batch = int(spec.search_space.batch_size.bounds()[0])  # type: ignore[arg-type]
+    check_task(spec.task, seed=spec.seeds[0], batch_size=smallest_batch)
 
 
 def _stderr_console():  # type: ignore[no-untyped-def]
@@ -77,6 +89,11 @@ def _stderr_console():  # type: ignore[no-untyped-def]
 @click.option("--n-trials", type=int, help="The sweep's total number of trials, all workers.")
 @click.option("--name", help="The sweep's name (default: the spec's, else the file name).")
 @click.option("--population", metavar="K|auto", help=POPULATION_HELP)
+@click.option(
+    "--extend",
+    is_flag=True,
+    help="Raise the total of an existing sweep to --n-trials (same spec, more trials).",
+)
 @click.option("--download", is_flag=True, help=DOWNLOAD_HELP)
 @click.option("--no-progress", is_flag=True, help="No live progress bar.")
 def run_command(
@@ -87,6 +104,7 @@ def run_command(
     n_trials: int | None,
     name: str | None,
     population: str | None,
+    extend: bool,
     download: bool,
     no_progress: bool,
 ) -> None:
@@ -94,6 +112,7 @@ def run_command(
 
     Prints a live progress bar (trials done, running, failed; the best value per optimizer).
     Running the same command again resumes the sweep; Ctrl-C stops every worker cleanly.
+    A sweep that has trials keeps its spec: another spec under its name is refused.
     """
     from storage.engine import hide_password
     from sweeps.launcher import launch
@@ -104,6 +123,7 @@ def run_command(
     spec = load_spec(spec_path, n_trials=n_trials, name=name, population=_population(population))
     _prepare_data(spec, download)
     url = _storage_url(storage, spec.storage)
+    _check_task(spec)
     result = launch(
         spec,
         spec_path.resolve(),
@@ -115,6 +135,7 @@ def run_command(
         population=population,
         console=_stderr_console(),
         show_progress=not no_progress,
+        extend=extend,
     )
     click.echo(result.message, err=True)
     click.echo(f"Results: {hide_password(url)} (sweep {spec.name!r}).", err=True)
@@ -155,27 +176,30 @@ def worker_command(
     """Join the sweep SPEC as one worker, from any machine that reaches the database.
 
     Takes trials until the sweep has its total, then exits. SIGINT/SIGTERM fail and
-    re-queue the current trial, then stop.
+    re-queue the current trial (without using its retries), then stop (exit 130/143).
     """
-    from sweeps.devices import parse_devices
-    from sweeps.spec import load_spec
-    from sweeps.worker import run_worker
+    from sweeps.stop import STOP
 
-    _at_least_one("--n-trials", n_trials)
-    _at_least_one("--threads", threads)
-    parse_devices(device)
-    spec = load_spec(
-        spec_path, n_trials=n_trials, name=name, population=_population(population), threads=threads
-    )
-    _prepare_data(spec, download)
-    if spec.population != 1:
-        from sweeps.population.worker import run_population_worker
+    with STOP.installed():  # first: a signal from now on stops the worker cleanly
+        from sweeps.devices import parse_devices
+        from sweeps.spec import load_spec
+        from sweeps.worker import run_worker
 
-        summary = run_population_worker(
-            spec, storage, population=spec.population, n_trials=n_trials, device=device
+        _at_least_one("--n-trials", n_trials)
+        _at_least_one("--threads", threads)
+        parse_devices(device)
+        spec = load_spec(
+            spec_path,
+            n_trials=n_trials,
+            name=name,
+            population=_population(population),
+            threads=threads,
         )
-    else:
-        summary = run_worker(spec, storage, n_trials=n_trials, device=device)
+        _check_task(spec)
+        _prepare_data(spec, download)
+        summary = run_worker(
+            spec, storage, n_trials=n_trials, device=device, population=spec.population
+        )
     click.echo(
         f"Worker done: {summary.complete} complete, {summary.pruned} pruned,"
         f" {summary.failed} failed.",
@@ -186,7 +210,7 @@ def worker_command(
 
 
 @click.command("status")
-@click.argument("name")
+@click.argument("name", required=False)
 @click.option("--storage", "storage", metavar="URL", help=STORAGE_HELP)
 @click.option(
     "--format",
@@ -196,9 +220,14 @@ def worker_command(
     show_default=True,
     help="A table for people, JSON for scripts.",
 )
-def status_command(name: str, storage: str | None, output_format: str) -> None:
+def status_command(name: str | None, storage: str | None, output_format: str) -> None:
     """Show how far the sweep NAME is: trials by state, the best value per optimizer."""
     from sweeps.status import status_json, status_table, sweep_status
+
+    if name is None:
+        from sweeps.cli.results import name_required
+
+        raise name_required("status", _storage_url(storage, None))
 
     snap = sweep_status(name, _storage_url(storage, None))
     if output_format == "json":

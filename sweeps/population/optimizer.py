@@ -22,11 +22,14 @@ Form S (``sutskever``)  :math:`\mu`  :math:`-\eta(1-\tau)`  1                 0
 Form S, Nesterov        :math:`\mu`  :math:`-\eta`          :math:`\mu`       :math:`-\eta`
 ======================  ===========  =====================  ================  =============
 
-For Form P, :math:`u` is ``torch.optim.SGD``'s buffer :math:`b` and the first step uses
-PyTorch's rule :math:`b_1 = \hat g_1` (:math:`a_1 = 0, c_1 = 1`); for Form S, :math:`u`
-is the velocity :math:`v` (zero-initialised, so dampening applies from the first step).
-A member that never uses momentum takes plain SGD steps (:math:`a = 0`, dampening
-ignored), as both optimizers do with ``momentum = 0``.
+For Form P, :math:`u` is ``torch.optim.SGD``'s buffer :math:`b`, which is lazy: at a step
+with :math:`\mu_t = 0` torch neither uses nor updates it (:math:`a = 1, c = 0, p = 0,
+q = -\eta`: a plain SGD step, dampening ignored), and the first step with
+:math:`\mu_t \ne 0` uses PyTorch's rule :math:`b = \hat g` (:math:`a = 0, c = 1`). For
+Form S, :math:`u` is the velocity :math:`v` (zero-initialised, so dampening applies from the
+first step) and the table holds at every step, :math:`\mu_t = 0` included (the velocity
+restarts from the gradient, as ``SutskeverSGD`` does). A member that never uses momentum
+takes plain SGD steps in Form P.
 
 ``correct_momentum`` (:mod:`momentum_convert.optim.correction`) makes an optimizer follow
 the *other* family exactly: ``SutskeverSGD`` with ``like="pytorch"`` is Form P, and
@@ -48,7 +51,6 @@ import torch
 from torch import Tensor
 
 from sweeps.pairing import PlannedRun
-from sweeps.training import STATE_KEEPING_MOMENTUM  # written for a momentum of exactly 0
 
 FAMILIES = ("pytorch", "sutskever")
 
@@ -70,23 +72,22 @@ def update_coefficients(run: PlannedRun, steps: int) -> npt.NDArray[np.float64]:
     coefficients = np.zeros((steps, 4), dtype=np.float64)
     a, c, p, q = (coefficients[:, i] for i in range(4))
     lr_inside = dynamics_family(run) == "sutskever"
-    if not momentum.any():
-        # Plain SGD: u = ĝ (P) or -η ĝ (S), then θ += p u; dampening does not apply.
-        c[:] = -lr if lr_inside else 1.0
-        p[:] = 1.0 if lr_inside else -lr
-        return coefficients
-    mu = np.where(momentum == 0, STATE_KEEPING_MOMENTUM, momentum)
     damped = 1.0 - run.dampening
-    a[:] = mu
     if lr_inside:
+        a[:] = momentum
         c[:] = -lr if run.nesterov else -lr * damped
-        p[:] = mu if run.nesterov else 1.0
+        p[:] = momentum if run.nesterov else 1.0
         q[:] = -lr if run.nesterov else 0.0
-    else:
-        c[:] = damped
-        c[0], a[0] = 1.0, 0.0  # torch's first step: b_1 = ĝ_1
-        p[:] = -lr * mu if run.nesterov else -lr
-        q[:] = -lr if run.nesterov else 0.0
+        return coefficients
+    a[:] = momentum
+    c[:] = damped
+    p[:] = -lr * momentum if run.nesterov else -lr
+    q[:] = -lr if run.nesterov else 0.0
+    lazy = momentum == 0  # torch skips its buffer: a plain SGD step, the buffer kept
+    a[lazy], c[lazy], p[lazy], q[lazy] = 1.0, 0.0, 0.0, -lr[lazy]
+    if not lazy.all():
+        first = int(np.argmax(~lazy))
+        a[first], c[first] = 0.0, 1.0  # torch's first step with a buffer: b = ĝ
     return coefficients
 
 

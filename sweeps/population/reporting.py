@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import optuna
-from optuna.storages import RDBStorage
 
 #: ``(trial, step, value)``: what ``trial.report(value, step)`` would report.
 Report = tuple[optuna.Trial, int, float]
@@ -23,23 +22,13 @@ def report_all(reports: Sequence[Report]) -> None:
     """Report every ``(trial, step, value)`` (all trials of one study), in one transaction."""
     if not reports:
         return
-    storage = reports[0][0].study._storage
-    backend = getattr(storage, "_backend", storage)
-    if not isinstance(backend, RDBStorage):
+    from sweeps import optuna_adapter as adapter
+    from sweeps.outage import retry_on_disconnect
+
+    backend = adapter.rdb_backend(reports[0][0].study)
+    if backend is None:
         for trial, step, value in reports:
             trial.report(value, step)
         return
-    from optuna.storages._rdb.storage import _create_scoped_session
-
-    from sweeps.study import retry_on_disconnect
-
-    def write() -> None:
-        with _create_scoped_session(backend.scoped_session, True) as session:
-            for trial, step, value in reports:
-                backend._set_trial_intermediate_value_without_commit(
-                    session, trial._trial_id, step, float(value)
-                )
-
-    retry_on_disconnect(write, backend.url)
-    for trial, step, value in reports:  # what trial.report keeps for should_prune
-        trial._cached_frozen_trial.intermediate_values[step] = float(value)
+    retry_on_disconnect(lambda: adapter.report_in_one_transaction(backend, reports), backend.url)
+    adapter.remember_reports(reports)

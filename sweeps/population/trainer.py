@@ -33,6 +33,7 @@ from sweeps.population.batches import PopulationLoader
 from sweeps.population.losses import population_loss
 from sweeps.population.optimizer import PopulationSGD
 from sweeps.population.stacked import StackedModel, require_stackable
+from sweeps.stop import check_stop
 from sweeps.tasks import Task, TaskSetup
 from sweeps.training import EpochResult, RunOutcome
 
@@ -203,6 +204,7 @@ class _Population:
         losses: list[Tensor] = []
         step = first_step
         for inputs, targets, shared in self.train_data:
+            check_stop()  # SIGINT/SIGTERM stop the population here, between batches
             model.weights.grad = None
             output = model(inputs, shared_inputs=shared)
             member_losses = loss(output, targets, shared)

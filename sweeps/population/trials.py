@@ -16,7 +16,7 @@ every trial is trained in one population per batch size
 * a diverged run is a result (``COMPLETE``, ``inf``, ``diverged at step k``), as in
   sequential mode.
 
-It returns one :class:`~sweeps.worker.TrialEnd` per trial (state and value) for the worker
+It returns one :class:`~sweeps.lifecycle.TrialEnd` per trial (state and value) for the worker
 to tell Optuna: the mean over seeds of the ``source`` runs' objectives, as in sequential
 mode, so the storage holds the same structure whichever mode trained the sweep.
 """
@@ -35,16 +35,16 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeps.lifecycle import SUPERSEDED, TrialEnd, retry_history
 from sweeps.objective import RUNS_ATTR, WORKER_ATTR, RunRecorder
 from sweeps.pairing import PlannedRun, plan_runs
 from sweeps.population.reporting import report_all
 from sweeps.population.stacked import require_stackable
 from sweeps.population.trainer import MemberResult, train_population
 from sweeps.search_space import sample_configuration
-from sweeps.study import retry_history
+from sweeps.stop import INTERRUPTED, StopRequested
 from sweeps.tasks import Task, task_for_spec
 from sweeps.training import EpochResult
-from sweeps.worker import TrialEnd
 
 if TYPE_CHECKING:
     from sweeps.spec import SweepSpec
@@ -124,7 +124,8 @@ class PopulationObjective:
             for group in by_batch_size.values():
                 self._train(group)
         except BaseException as exc:  # interrupted or broken: no run may stay RUNNING
-            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else _reason(exc)
+            stopped = isinstance(exc, (KeyboardInterrupt, StopRequested))
+            reason = INTERRUPTED if stopped else _reason(exc)
             for entry, _, run_id in members:
                 if run_id not in entry.finished:
                     self.recorder.finish(run_id, state="FAIL", failure_reason=reason)
@@ -135,7 +136,7 @@ class PopulationObjective:
         history = retry_history(trial)
         attempt = len(history) + 1
         if history:
-            self.recorder.fail_attempts(history, "superseded by a retry of its configuration")
+            self.recorder.fail_attempts(history, SUPERSEDED)
         trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
         configuration = sample_configuration(self.spec, trial)
         steps_per_epoch = self._steps_per_epoch(configuration.batch_size)

@@ -1,14 +1,11 @@
-"""A worker in population mode: ask Optuna for K trials, train them together, tell K results.
+"""Population mode's sizing and epoch writes; the worker loop is :mod:`sweeps.worker`'s.
 
-:func:`run_population_worker` is the worker loop of :mod:`sweeps.worker`
-(:func:`~sweeps.worker.run_rounds`: the same study, trial quota, heartbeat thread that also
-fails dead workers' trials, retries, stop signals, paused-worker handling and failure
-limit) with rounds of up to ``population`` trials (fewer when the quota or a grid has less
-room), trained together by :class:`~sweeps.population.trials.PopulationObjective`
-(:class:`PopulationRounds`). One heartbeat thread keeps all of the round's trials alive.
-Every epoch's metrics for the whole population are written in one transaction.
-
-``population = "auto"`` picks :func:`auto_population`.
+A population worker is :func:`sweeps.worker.run_worker` with ``population = K``: the same
+loop, lifecycle, heartbeats, stop signals and outage deadline, with rounds of up to K
+trials trained together by :class:`~sweeps.population.trials.PopulationObjective`. This
+module says how large K is (:func:`resolve_population`, ``"auto"``:
+:func:`auto_population`) and writes every epoch's metrics for the whole population in one
+transaction (:func:`database_epochs_writer`).
 """
 
 from __future__ import annotations
@@ -16,16 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import optuna
-
 from sweeps.errors import SweepUsageError
-from sweeps.objective import DatabaseRecorder
+from sweeps.outage import retry_on_disconnect
 from sweeps.population.stacked import require_stackable
-from sweeps.population.trials import EpochsWriter, PopulationObjective
-from sweeps.study import StudySettings, SweepStudy, retry_on_disconnect
+from sweeps.population.trials import EpochsWriter
+from sweeps.sweep_study import StudySettings
 from sweeps.tasks import Task, task_for_spec
 from sweeps.training import EpochResult
-from sweeps.worker import RoundRunner, TrialEnd, WorkerSummary, run_rounds, run_worker
+from sweeps.worker import WorkerSummary, run_worker
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -100,23 +95,6 @@ def database_epochs_writer(engine: Engine, url: str) -> EpochsWriter:
     return write_epochs
 
 
-class PopulationRounds:
-    """Rounds of up to ``size`` trials, trained together by ``objective``.
-
-    A grid sweep's round takes at most the grid's unvisited points (:func:`_grid_room`).
-    """
-
-    def __init__(self, size: int, objective: PopulationObjective) -> None:
-        self.size = size
-        self.objective = objective
-
-    def room(self, study: optuna.Study) -> int:
-        return min(self.size, _grid_room(study))
-
-    def __call__(self, trials: Sequence[optuna.Trial]) -> list[TrialEnd]:
-        return self.objective(trials)
-
-
 def run_population_worker(
     spec: SweepSpec,
     url: str,
@@ -131,46 +109,16 @@ def run_population_worker(
 
     Raises:
         SweepUsageError: the task has not declared a stackable model, or a bad population.
-        StorageUnavailableError: the database stayed unreachable for the retry budget.
+        StorageUnavailableError: the database stayed unreachable for the outage deadline.
         SweepError: the worker's trials kept failing (the message gives the last reason).
     """
-    task = task_for_spec(spec)
-    require_stackable(task)
-    size = resolve_population(population, task, device)
-    if size == 1:  # nothing to stack ("auto" for a convolutional model on a CPU)
-        return run_worker(
-            spec, url, n_trials=n_trials, device=device, settings=settings,
-            handle_signals=handle_signals,
-        )  # fmt: skip
-
-    def populations(sweep: SweepStudy, recorder: DatabaseRecorder) -> RoundRunner:
-        objective = PopulationObjective(
-            spec,
-            recorder,
-            device=device,
-            task=task,
-            write_epochs=database_epochs_writer(sweep.engine, sweep.url),
-        )
-        return PopulationRounds(size, objective)
-
-    return run_rounds(
+    require_stackable(task_for_spec(spec))
+    return run_worker(
         spec,
         url,
-        populations,
         n_trials=n_trials,
         device=device,
         settings=settings,
         handle_signals=handle_signals,
+        population=population,
     )
-
-
-def _grid_room(study: optuna.Study) -> int:
-    """How many trials a round may ask: a grid's unvisited points (else no limit).
-
-    A grid sampler hands out already-visited points again once every point is taken by a
-    running trial; asking a whole population at once would train those twice.
-    """
-    sampler = study.sampler
-    if isinstance(sampler, optuna.samplers.GridSampler):
-        return max(1, len(sampler._get_unvisited_grid_ids(study)))
-    return MAX_POPULATION

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from storage import records
-from storage.engine import create_engine, session_factory
+from storage.engine import create_engine, session_factory, unavailable_as_storage_error
 from storage.errors import SweepNotFoundError
 from storage.models import Sweep
 from sweeps.report.data import (
@@ -90,7 +90,8 @@ def write_report(
 
     engine = create_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
     try:
-        sweep_id, spec = _stored_sweep(engine, sweep)
+        with unavailable_as_storage_error(engine.url):
+            sweep_id, spec = _stored_sweep(engine, sweep)
         objective, direction = _objective(spec)
         trials = _plain(queries.trials_frame(engine, sweep))
         data = build_report_data(trials, sweep=sweep, objective=objective, direction=direction)
@@ -108,7 +109,7 @@ def write_report(
         html_path.write_text(render_html(data, figures), encoding="utf-8")
         artifacts = [(name.split(".")[-1], out / name) for name in REPORT_FILES]
         artifacts += [("figure", f.path) for group in figures.values() for f in group]
-        with session_factory(engine).begin() as session:
+        with unavailable_as_storage_error(engine.url), session_factory(engine).begin() as session:
             for kind, path in artifacts:
                 records.add_report_artifact(session, sweep_id, kind=kind, path=str(path))
         return html_path

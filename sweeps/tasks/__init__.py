@@ -126,6 +126,21 @@ class UserTask:
         )
 
 
+def check_task(name: str, *, seed: int, batch_size: int) -> None:
+    """Build a user task once, on the CPU, before a sweep starts, to check its contract.
+
+    A user task that returns the wrong type (or a setup :class:`TaskSetup` refuses) would
+    otherwise fail every trial of the sweep; checked here, the sweep stops before Optuna
+    stores anything. Built-in tasks are the package's own and are not built.
+
+    Raises:
+        SweepUsageError: the task cannot be found or breaks its contract.
+    """
+    task = get_task(name)
+    if isinstance(task, UserTask):
+        task.build(seed=seed, batch_size=batch_size, device="cpu")
+
+
 def _builtin_tasks() -> dict[str, Any]:
     from sweeps.tasks.cifar10 import cifar10_tasks
     from sweeps.tasks.digits import DigitsCNN, DigitsMLP
@@ -237,6 +252,7 @@ __all__ = [
     "Task",
     "TaskSetup",
     "UserTask",
+    "check_task",
     "configure_task",
     "get_task",
     "prepare_task",

@@ -147,13 +147,13 @@ def test_a_connection_killed_by_a_restart_is_replaced_not_used(
     private_postgres: PrivatePostgres, pool: str
 ):
     """Protection: ``pool_pre_ping`` on the results engine (``storage.engine.create_engine``)
-    and on Optuna's (``sweeps.study._engine_kwargs``): the first statement after a restart,
+    and on Optuna's (``sweeps.sweep_study._engine_kwargs``): the first statement after a restart,
     with no retry around it, gets a new connection instead of the pooled one the restart
     killed. Without it that statement fails (``AdminShutdown`` / ``server closed the
     connection``). The sweep test does not notice: every write of a sweep is retried, and
     the retry runs on a fresh connection, since a disconnect invalidates the whole pool."""
     from storage.engine import create_engine
-    from sweeps.study import load_existing_study
+    from sweeps.sweep_study import load_existing_study
 
     url = private_postgres.url
     if pool == "results":

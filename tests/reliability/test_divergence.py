@@ -152,12 +152,28 @@ def diverged_step(stored: Any) -> int | None:
     return None if pd.isna(stored) else int(stored)
 
 
-def run_grid_sweep(workspace: Workspace, *, momentum: str, batch_size: int, epochs: int) -> str:
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ]
+)
+def backend_url(request: pytest.FixtureRequest, workspace: Workspace) -> str:
+    """An empty database on each backend in turn (MariaDB has no infinities to store)."""
+    if request.param == "sqlite":
+        return sqlite_url(workspace.folder)
+    return str(request.getfixturevalue(f"{request.param.replace('postgresql', 'postgres')}_url"))
+
+
+def run_grid_sweep(
+    workspace: Workspace, *, momentum: str, batch_size: int, epochs: int, url: str | None = None
+) -> str:
     """Run the 4-trial grid (lr 0.01 and 100, both optimizers) to the end; its URL."""
     workspace.env["RELIABILITY_EPOCH_S"] = "0"
     spec = workspace.folder / "rel.toml"
     spec.write_text(SPEC.format(momentum=momentum, batch_size=batch_size, epochs=epochs))
-    url = sqlite_url(workspace.folder)
+    url = url or sqlite_url(workspace.folder)
     run = workspace.start("run", str(spec), "--storage", url, "--workers", "1", "--no-progress")
     workspace.wait([run], timeout=120)
     return url
@@ -167,7 +183,7 @@ def run_grid_sweep(workspace: Workspace, *, momentum: str, batch_size: int, epoc
 
 
 def test_lr_100_diverges_at_its_first_non_finite_loss_and_the_sweep_goes_on(
-    workspace: Workspace,
+    workspace: Workspace, backend_url: str
 ) -> None:
     """Protection: the training loop's check of the epoch's minibatch losses
     (``sweeps/training.py``, check 1), which ends the run at the first step whose loss is not
@@ -175,9 +191,12 @@ def test_lr_100_diverges_at_its_first_non_finite_loss_and_the_sweep_goes_on(
     this check the run would end at the epoch's last step (check 2, on ``val_loss``) and
     report another step. The objective then tells Optuna inf instead of raising, so the
     worker keeps going; ``sweeps status`` counts the diverged runs and the report ranks them
-    last and lists each one with its step (report.md, report.html and diverged.csv)."""
+    last and lists each one with its step (report.md, report.html and diverged.csv).
+    The same on SQLite, PostgreSQL and MariaDB (which stores the inf as a sentinel)."""
     batch_size, epochs = 4, 3
-    url = run_grid_sweep(workspace, momentum="0.9", batch_size=batch_size, epochs=epochs)
+    url = run_grid_sweep(
+        workspace, momentum="0.9", batch_size=batch_size, epochs=epochs, url=backend_url
+    )
 
     trials = load_study(url).get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE"] * 4

@@ -110,7 +110,7 @@ def test_hostile_sweep_name_is_stored_reported_and_escaped_harmlessly(
     refuse such names (exit 2, ``name`` named), so the name is set past the validation,
     as a program using the library could."""
     from sweeps.spec import load_spec
-    from sweeps.study import StudySettings
+    from sweeps.sweep_study import StudySettings
     from sweeps.worker import run_worker
 
     monkeypatch.syspath_prepend(str(workspace.folder))

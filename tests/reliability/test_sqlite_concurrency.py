@@ -5,7 +5,7 @@ protection is removed (the docstrings name it; RELIABILITY.md lists the edits tr
 
 - WAL journal (results engine): a reader holding a read transaction for seconds, as a long
   ``sweeps report`` or pandas read does, must not stop the workers from committing epochs.
-- 30 s busy timeout (results engine, and Optuna's engine as :mod:`sweeps.study` configures
+- 30 s busy timeout (results engine, and Optuna's engine as :mod:`sweeps.sweep_study` configures
   it): a writer waits out another process's write lock held longer than pysqlite's 5 s
   default (a backup, a bulk import) instead of failing with "database is locked".
 - ``BEGIN IMMEDIATE`` (both engines): a transaction that reads and then writes takes the
@@ -15,7 +15,7 @@ protection is removed (the docstrings name it; RELIABILITY.md lists the edits tr
 
 The sweep-level tests cannot see the busy timeout and ``BEGIN IMMEDIATE`` of the results
 engine on their own: the worker retries every ``OperationalError``, "database is locked"
-included (``sweeps.study.retry_on_disconnect``), so a lock error there only costs time.
+included (``sweeps.outage.retry_on_disconnect``), so a lock error there only costs time.
 The engine-level tests below therefore drive the product's engine factories directly, in
 separate processes, and see the error the retry would hide.
 """
@@ -86,7 +86,7 @@ OPENER = textwrap.dedent(
     """
     import pickle, sys
     from sweeps.spec import load_spec
-    from sweeps.study import open_study
+    from sweeps.sweep_study import open_study
 
     spec = load_spec(sys.argv[1])
     open_study(spec, sys.argv[2]).close()
@@ -101,7 +101,7 @@ CONTENDER = textwrap.dedent(
     import pickle, sys, time
     from storage.engine import create_engine, session_factory
     from storage.records import get_or_create_sweep
-    from sweeps.study import open_study
+    from sweeps.sweep_study import open_study
 
     engine_name, url, spec_path, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     if engine_name == "results":
@@ -138,13 +138,14 @@ CONTENDER = textwrap.dedent(
 
 Argument 1 picks the engine: ``results`` (``storage.engine.create_engine``, the
 ``get_or_create_sweep`` transaction) or ``optuna`` (Optuna's RDBStorage as
-``sweeps.study.open_study`` configures it, ask / suggest / tell).
+``sweeps.sweep_study.open_study`` configures it, ask / suggest / tell).
 """
 
 GATE_RACER = textwrap.dedent(
     """
     import pickle, sys
-    from sweeps.study import TrialGate, open_study
+    from sweeps.sweep_study import open_study
+    from sweeps.trial_gate import TrialGate
 
     url, spec_path = sys.argv[1], sys.argv[2]
     with open(spec_path, "rb") as pickled:
@@ -326,7 +327,7 @@ def test_writers_of_both_engines_wait_out_a_write_lock_held_longer_than_5_s(
 ):
     """Protection: the 30 s busy timeout of the results engine (``storage.engine``: the
     ``timeout`` connect argument and ``PRAGMA busy_timeout``) and of Optuna's engine
-    (``sweeps.study``: the ``timeout`` of ``_engine_kwargs`` and the ``PRAGMA busy_timeout``
+    (``sweeps.sweep_study``: the ``timeout`` of ``_engine_kwargs`` and the ``PRAGMA busy_timeout``
     of ``_begin_immediate``). Each engine sets it twice, so either of its two settings
     alone keeps it; removing both settings of one engine makes that engine's writer fail.
 
@@ -375,7 +376,7 @@ def test_read_then_write_transactions_in_several_processes_never_fail(
 ):
     """Protection: ``BEGIN IMMEDIATE`` on the results engine (``_on_begin`` in
     ``storage.engine._configure_sqlite``) or on Optuna's engine (``_on_begin`` in
-    ``sweeps.study._begin_immediate``). A deferred transaction that has read and then
+    ``sweeps.sqlite_locking.begin_immediate``). A deferred transaction that has read and then
     writes fails with "database is locked" at once, without waiting, when another
     connection committed after its read or holds the write lock.
 
@@ -440,7 +441,7 @@ def _to_all(processes: list[subprocess.Popen[str]], line: str) -> None:
 def test_workers_racing_for_the_last_trials_finish_exactly_n_trials(
     workspace: Workspace, database: str, request: pytest.FixtureRequest
 ):
-    """Protection: the trial gate's sweep lock (``sweeps.study._sweep_lock``: the file lock,
+    """Protection: the trial gate's sweep lock (``sweeps.sweep_lock.sweep_lock``: the file lock,
     ``fcntl.flock``, next to the SQLite file; ``pg_advisory_lock`` on PostgreSQL), under
     which ``TrialGate.ask`` counts the finished and running trials and asks Optuna for one.
     Without it, workers that count at the same moment all see the last slot free and all

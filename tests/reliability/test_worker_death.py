@@ -18,7 +18,7 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState
 
 from storage import trials_frame
-from sweeps.study import attempt_of
+from sweeps.lifecycle import attempt_of
 from tests.reliability.conftest import (
     FULL,
     GRACE_S,
@@ -54,7 +54,7 @@ ASK_THEN_DIE = textwrap.dedent(
     """
     import os, signal, sys
     from sweeps.spec import load_spec
-    from sweeps.study import open_study
+    from sweeps.sweep_study import open_study
 
     sweep = open_study(load_spec(sys.argv[1]), sys.argv[2])
     sweep.study.ask()  # RUNNING in the database, no heartbeat recorded yet

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +61,42 @@ def test_an_unreachable_server_is_one_sentence_without_the_password(
     assert SECRET not in message
     assert "\n" not in message
     assert SECRET not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("postgresql//alice:hunter2@127.0.0.1/db", "postgresql//***@127.0.0.1/db"),
+        ("mysql:alice:hunter2@host/db", "mysql:***@host/db"),
+        ("alice:hunter2@host", "alice:***@host"),
+        ("postgresql://alice:hunter2@host:port/db", "postgresql://***@host:port/db"),
+        ("postgresql://u@host/db?password=hunter2&x=1", "postgresql://u@host/db?password=***&x=1"),
+    ],
+)
+def test_hide_password_masks_credentials_whatever_surrounds_them(text: str, shown: str) -> None:
+    assert hide_password(text) == shown
+
+
+def test_trials_frame_of_a_missing_sqlite_file_names_the_url_and_creates_nothing(
+    tmp_path: Path,
+) -> None:
+    from storage import trials_frame
+    from storage.errors import DatabaseNotFoundError
+
+    url = f"sqlite:///{tmp_path / 'missing.db'}"
+    with pytest.raises(DatabaseNotFoundError, match=r"No results database at sqlite:///.*missing"):
+        trials_frame(url)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_trials_frame_of_a_database_without_results_says_so(tmp_path: Path) -> None:
+    import sqlite3
+
+    from storage import trials_frame
+    from storage.errors import DatabaseNotFoundError
+
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE notes (text TEXT)")
+    with pytest.raises(DatabaseNotFoundError, match="holds no sweep results"):
+        trials_frame(f"sqlite:///{path}")

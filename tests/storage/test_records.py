@@ -139,11 +139,9 @@ def test_non_finite_metric_values_are_stored(
     frame = metrics_frame(engine)
     first = frame[frame["epoch"] == 0].set_index(frame[frame["epoch"] == 0]["metric"].astype(str))
     assert math.isnan(first.loc["a_nan", "value"])
-    if engine.dialect.name in ("mysql", "mariadb"):  # MySQL has no infinities: read as NaN
-        assert math.isnan(first.loc["b_inf", "value"])
-    else:
-        assert first.loc["b_inf", "value"] == math.inf
-        assert first.loc["c_ninf", "value"] == -math.inf
+    # Every backend alike, MySQL/MariaDB included (which has no infinities).
+    assert first.loc["b_inf", "value"] == math.inf
+    assert first.loc["c_ninf", "value"] == -math.inf
     with sessions() as session:
         orm_values = {
             m.metric: m.value
@@ -195,6 +193,25 @@ def test_record_epoch_rejects_a_value_that_is_not_a_number(
         run = add_trial_run(session, **_run_fields(_sweep(session), 0))
         with pytest.raises(StorageUsageError, match="'train_loss' of epoch 4"):
             record_epoch(session, run.id, 4, {"train_loss": "low"}, 1.0)  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf])
+def test_a_diverged_runs_infinite_value_reads_back_the_same_on_every_backend(
+    engine: Engine, sessions: sessionmaker[Session], value: float
+) -> None:
+    with sessions.begin() as session:
+        run = add_trial_run(session, **_run_fields(_sweep(session), 0))
+    with sessions.begin() as session:
+        finish_trial_run(session, run.id, state="COMPLETE", value=value, diverged_at_step=9)
+    frame = trials_frame(engine, sweep="sweep-a")
+    assert frame["value"].tolist() == [value]
+    assert frame["diverged_at_step"].tolist() == [9]
+    with sessions() as session:
+        assert session.get(TrialRun, run.id).value == value
+    # What is in the table, for SQL users: the documented sentinel, with the sign.
+    with engine.connect() as connection:
+        raw = connection.scalar(sa.text("SELECT value FROM ms_trial_runs"))
+    assert float(raw) == math.copysign(1.7976931348623157e308, value)
 
 
 def test_add_trial_run_rejects_an_unknown_role_and_field(sessions: sessionmaker[Session]) -> None:

@@ -2,7 +2,7 @@
 
 The fault: the server commits a write, then the connection drops before the client hears
 the COMMIT succeed (a PostgreSQL restart at the wrong instant). The client sees a
-disconnect, :func:`sweeps.study.retry_on_disconnect` runs the write again, and the repeat
+disconnect, :func:`sweeps.outage.retry_on_disconnect` runs the write again, and the repeat
 meets the rows the first attempt already committed. :func:`lost_acknowledgement` makes
 that happen on demand: the next commit really commits, then raises the disconnect error a
 dropped connection raises.
@@ -27,7 +27,7 @@ from storage.errors import StorageUsageError
 from storage.models import TrialRun
 from storage.records import add_trial_run, get_or_add_trial_run, get_or_create_sweep, record_epoch
 from storage.schema import ensure_current
-from sweeps.study import retry_on_disconnect
+from sweeps.outage import retry_on_disconnect
 
 
 class LostAcknowledgements:

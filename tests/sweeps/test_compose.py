@@ -14,7 +14,8 @@ import yaml
 from storage.engine import STORAGE_ENV_VAR, normalize_url
 from sweeps.cli import cli
 from sweeps.devices import THREADS_ENV_VAR
-from sweeps.study import GRACE_ENV_VAR, HEARTBEAT_ENV_VAR, MAX_RETRY_ENV_VAR, WORKER_INDEX_ENV_VAR
+from sweeps.samplers import WORKER_INDEX_ENV_VAR
+from sweeps.sweep_study import GRACE_ENV_VAR, HEARTBEAT_ENV_VAR, MAX_RETRY_ENV_VAR
 
 ROOT = Path(__file__).resolve().parents[2]
 VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")

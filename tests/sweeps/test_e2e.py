@@ -99,7 +99,7 @@ def test_sigkilled_worker_trial_is_failed_retried_and_kept_apart_on_postgres(
 ):
     """Protection: heartbeats + RetryHeartbeatStaleTrialCallback + the quota gate."""
     from sweeps.spec import load_spec
-    from sweeps.study import open_study
+    from sweeps.sweep_study import open_study
 
     monkeypatch.syspath_prepend(str(workspace.folder))
     spec_path = workspace.spec(name="e2e", n_trials=6, epochs=3, pairing=False)

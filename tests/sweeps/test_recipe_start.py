@@ -26,7 +26,7 @@ from sweeps.errors import SpecError
 from sweeps.recipe_start import rescale
 from sweeps.search_space import Fixed, FloatRange, sample_configuration
 from sweeps.spec import parse_spec, spec_from_dict
-from sweeps.study import StudySettings
+from sweeps.sweep_study import StudySettings
 from sweeps.worker import run_worker
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "from_recipe.toml"

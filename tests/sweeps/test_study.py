@@ -16,21 +16,15 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from storage.errors import StorageUnavailableError
+from sweeps import lifecycle
 from sweeps.errors import SweepUsageError
+from sweeps.lifecycle import attempt_of, retry_history
+from sweeps.outage import retry_on_disconnect
+from sweeps.samplers import make_pruner
 from sweeps.spec import parse_spec
-from sweeps.study import (
-    Admission,
-    StudySettings,
-    TrialGate,
-    attempt_of,
-    count_trials,
-    fail_stale_trials,
-    make_pruner,
-    open_study,
-    requeue_lost_retries,
-    retry_history,
-    retry_on_disconnect,
-)
+from sweeps.stale import fail_stale_trials, requeue_lost_retries
+from sweeps.sweep_study import StudySettings, open_study
+from sweeps.trial_gate import Admission, TrialGate, count_trials
 
 SPEC = """
 name = "quota"
@@ -396,9 +390,9 @@ def _fail_as_stale(sweep, trial: optuna.Trial) -> None:  # type: ignore[no-untyp
 
 def _fail_as_interrupted(sweep, trial: optuna.Trial) -> None:  # type: ignore[no-untyped-def]
     """What a worker stopped by SIGTERM or Ctrl-C does to its own trial."""
-    from sweeps.worker import _fail_and_requeue
+    from sweeps.lifecycle import interrupt
 
-    assert _fail_and_requeue(sweep, trial, StudySettings(max_retry=3))
+    assert interrupt(sweep, trial, max_retry=3)
 
 
 @pytest.mark.parametrize("fail", [_fail_as_stale, _fail_as_interrupted])
@@ -409,7 +403,7 @@ def test_a_gate_asking_between_a_fail_and_its_requeue_gets_the_retry_not_a_new_t
     spec, tmp_path: Path, request: pytest.FixtureRequest, backend: str, fail, monkeypatch
 ):
     """Protection: failing and re-queueing a trial happen under the sweep lock
-    (``fail_stale_trials`` and ``sweeps.worker._fail_and_requeue`` hold ``SweepStudy.lock``
+    (``fail_stale_trials`` and ``sweeps.lifecycle.interrupt`` hold ``SweepStudy.lock``
     across both writes). Without it, another worker's gate asking between the two writes sees
     a free slot and no WAITING retry and starts a fresh configuration; the retry, queued a
     moment later, is then left WAITING when the sweep reaches its total (a CI failure of the
@@ -424,14 +418,14 @@ def test_a_gate_asking_between_a_fail_and_its_requeue_gets_the_retry_not_a_new_t
     failing = open_study(spec, url, settings=settings, n_trials=1)
     asking = open_study(spec, url, settings=settings, n_trials=1)
     between = threading.Event()
-    requeue = RetryHeartbeatStaleTrialCallback.__call__
+    requeue = lifecycle.requeue
 
-    def slow_requeue(self, study, trial):  # type: ignore[no-untyped-def]
+    def slow_requeue(study, trial, **kwargs):  # type: ignore[no-untyped-def]
         between.set()  # the FAIL has committed; the retry is not queued yet
         time.sleep(1.0)
-        requeue(self, study, trial)
+        return requeue(study, trial, **kwargs)
 
-    monkeypatch.setattr(RetryHeartbeatStaleTrialCallback, "__call__", slow_requeue)
+    monkeypatch.setattr(lifecycle, "requeue", slow_requeue)
     try:
         _, dead = TrialGate(failing, 1).ask()
         assert dead is not None

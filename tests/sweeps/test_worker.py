@@ -18,16 +18,11 @@ from optuna.trial import TrialState
 from storage import trials_frame
 from sweeps import heartbeat
 from sweeps.errors import SweepError
+from sweeps.lifecycle import mark_trial_runs_failed, retry_history
 from sweeps.spec import parse_spec
-from sweeps.study import (
-    StudySettings,
-    SweepStudy,
-    TrialGate,
-    mark_trial_runs_failed,
-    open_study,
-    retry_history,
-)
+from sweeps.sweep_study import StudySettings, SweepStudy, open_study
 from sweeps.training import RunOutcome, train_run
+from sweeps.trial_gate import TrialGate
 from sweeps.worker import TrialEnd, run_rounds, run_worker
 
 SPEC = """
@@ -300,7 +295,7 @@ epochs = 1
 def test_runs_finished_after_their_trial_was_retried_elsewhere_are_marked_failed(
     url: str,
 ) -> None:
-    """Protection: ``sweeps.worker._retried_elsewhere`` marks a trial's runs FAIL when the
+    """Protection: ``sweeps.lifecycle.retried_elsewhere`` marks a trial's runs FAIL when the
     worker learns that the trial was failed as stale and retried elsewhere. Here, just
     before the first paired run of the trial (as after a SIGSTOP past the grace period),
     another worker's stale check fails the trial and re-queues it, and that other worker

@@ -67,6 +67,7 @@ def make_problem(
     zero_lr_every: int = 0,
     zero_lr_start: int = 0,
     idle_every: int = 0,
+    zero_momentum_every: int = 0,
 ) -> Problem:
     """A random problem: random lr changes at random steps, momentum changing per step."""
     rng = np.random.default_rng(seed)
@@ -88,6 +89,8 @@ def make_problem(
     lrs[:zero_lr_start] = 0.0
     if zero_lr_every:
         lrs[zero_lr_every::zero_lr_every] = 0.0
+    if zero_momentum_every:  # a momentum schedule that reaches exactly 0 mid-run
+        momenta[zero_momentum_every::zero_momentum_every] = 0.0
     return Problem(
         theta0, curvature, lrs, momenta, weight_decay, dampening, nesterov, maximize, idle_every
     )

@@ -235,3 +235,59 @@ def test_reduce_lr_on_plateau_pairs_make_the_same_cuts_and_end_with_the_same_wei
     assert max_relative_error(weights, expected_weights) < 1e-10
     _, naive_weights = train_with_plateau(corrected[0], False)
     assert max_relative_error(naive_weights, expected_weights) > 1e-4  # it mattered
+
+
+# --- Momentum schedules that reach 0, and atomic refusals -----------------------------------
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+@pytest.mark.parametrize("path", sorted(TORCH_PATHS))
+def test_torch_sgd_with_sutskever_correction_restarts_the_velocity_at_momentum_zero(
+    nesterov: bool, path: str
+) -> None:
+    problem = make_problem(
+        41, steps=150, n_groups=2, nesterov=nesterov, zero_momentum_every=6, idle_every=5,
+        weight_decay=0.01,
+    )  # fmt: skip
+    optimizer = torch_sgd(problem, path)
+    correct_momentum(optimizer, like="sutskever")
+    assert max_relative_error(run(optimizer, problem), form_s(problem)) < 1e-12
+
+
+@pytest.mark.parametrize("path", sorted(TORCH_PATHS))
+def test_sutskever_sgd_with_pytorch_correction_keeps_torchs_lazy_buffer_at_momentum_zero(
+    path: str,
+) -> None:
+    problem = make_problem(42, steps=120, n_groups=2, zero_momentum_every=6, zero_lr_every=9)
+    optimizer = sutskever_sgd(problem, path)
+    correct_momentum(optimizer, like="pytorch")
+    expected = run(torch_sgd(problem, path), problem)
+    assert max_relative_error(run(optimizer, problem), expected) < 1e-12
+
+
+def test_a_step_refused_for_one_group_leaves_every_group_untouched() -> None:
+    """Group 0's lr change would rescale its buffers; group 1's lr = 0 is refused first."""
+    params = [torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(2))]
+    optimizer = torch.optim.SGD(
+        [{"params": [params[0]]}, {"params": [params[1]]}], lr=0.1, momentum=0.9
+    )
+    correct_momentum(optimizer, like="sutskever")
+    for p in params:
+        p.grad = torch.ones_like(p)
+    optimizer.step()
+
+    def snapshot() -> list:
+        return [
+            (p.detach().clone(), optimizer.state[p]["momentum_buffer"].clone(), g["buffer_lr"])
+            for g, p in zip(optimizer.param_groups, params, strict=True)
+        ]
+
+    before = snapshot()
+    optimizer.param_groups[0]["lr"] = 0.05
+    optimizer.param_groups[1]["lr"] = 0.0
+    with pytest.raises(ConversionImpossibleError, match="param group 1 has lr=0"):
+        optimizer.step()
+    for (p0, b0, s0), (p1, b1, s1) in zip(before, snapshot(), strict=True):
+        assert torch.equal(p0, p1)
+        assert torch.equal(b0, b1)
+        assert s0 == s1

@@ -26,6 +26,18 @@ def sparse_step() -> None:
     optimizer.step()
 
 
+def fused_integer_step() -> None:
+    SutskeverSGD([torch.zeros(3, dtype=torch.int64)], lr=0.1, fused=True).step()
+
+
+def damped_zero_momentum_step() -> None:
+    p = torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.SGD([p], lr=0.1, momentum=0.0, dampening=0.5)
+    correct_momentum(optimizer, like="sutskever")
+    p.grad = torch.ones(3)
+    optimizer.step()
+
+
 def correct_twice() -> None:
     optimizer = torch.optim.SGD(params(), lr=0.1, momentum=0.9)
     correct_momentum(optimizer, like="sutskever")
@@ -54,9 +66,13 @@ STATE = {"state": {}, "param_groups": [{"lr": 0.1, "params": []}]}
 
 ERROR_CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     ("negative lr", lambda: SutskeverSGD(params(), lr=-0.1), ConventionError,
-     r"needs a float lr >= 0, got lr=-0\.1\."),
-    ("tensor lr", lambda: SutskeverSGD(params(), lr=torch.tensor(0.1)), ConventionError,
-     r"needs a float lr >= 0"),
+     r"needs lr >= 0, got lr=-0\.1\."),
+    ("tensor lr of several elements",
+     lambda: SutskeverSGD(params(), lr=torch.tensor([0.1, 0.2])), ConventionError,
+     r"needs a float lr or a 1-element tensor, got a tensor of shape \(2,\)\."),
+    ("fused on integer parameters", fused_integer_step, ConventionError,
+     r"param group 0 has fused=True but a torch\.int64 parameter on cpu: the fused kernel "
+     r"takes floating-point parameters"),
     ("momentum < 0", lambda: SutskeverSGD(params(), lr=0.1, momentum=-0.5), ConventionError,
      r"needs momentum >= 0, got momentum=-0\.5\."),
     ("dampening > 1", lambda: SutskeverSGD(params(), lr=0.1, dampening=1.5), ConventionError,
@@ -84,6 +100,9 @@ ERROR_CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     ("correcting twice", correct_twice, ConventionError, r"already has a momentum correction"),
     ("zero lr while the velocity moves", zero_lr_with_velocity, ConversionImpossibleError,
      r"param group 0 has lr=0 while its velocity is not zero"),
+    ("momentum 0 with dampening", damped_zero_momentum_step, ConversionImpossibleError,
+     r"param group 0 has momentum 0 with dampening=0\.5: Form S then steps by "
+     r"lr\*\(1-dampening\)\*grad"),
     ("torch checkpoint loaded unconverted", load_torch_checkpoint, ConventionError,
      r"no 'buffer_lr' \(a torch\.optim\.SGD checkpoint\?\); load convert_state"),
     ("unknown convert_state family", lambda: convert_state(STATE, "keras", "pytorch"),

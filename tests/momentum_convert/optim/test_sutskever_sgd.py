@@ -10,7 +10,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from momentum_convert.conversion import convert
 from momentum_convert.optim import SutskeverSGD
+from momentum_convert.recipe import Recipe
+from momentum_convert.schedule_base import PerStep
 from tests.momentum_convert.optim.reference import (
     form_s,
     make_problem,
@@ -183,12 +186,6 @@ def test_grad_scaler_step_equals_the_unscaled_step_and_skips_overflow(path: str)
     assert scaler.get_scale() == 2.0**11
 
 
-def test_default_implementation_is_the_fused_kernel_on_cpu() -> None:
-    optimizer = SutskeverSGD([torch.nn.Parameter(torch.zeros(3))], lr=0.1, momentum=0.9)
-    assert optimizer.param_groups[0]["fused"] is True
-    assert optimizer.param_groups[0]["foreach"] is False
-
-
 def test_one_cycle_lr_momentum_cycling_is_followed_like_form_s() -> None:
     problem = make_problem(2, steps=120, n_groups=1, nesterov=True)
     optimizer = sutskever_sgd(problem, "fused")
@@ -238,10 +235,9 @@ def params_of_cpu(optimizer: torch.optim.Optimizer) -> list[list[np.ndarray]]:
 def test_a_vanishing_momentum_at_an_lr_change_keeps_the_velocity_like_form_s(path: str) -> None:
     """A momentum so small that ``momentum · s/η`` underflows must not drop the velocity.
 
-    The training loop writes the smallest positive double for a momentum of exactly 0
-    (``sweeps.training.STATE_KEEPING_MOMENTUM``). Folding the state rescaling into that
-    momentum underflows to 0, and torch's kernel then skips the buffer. Form S by hand:
-    v = -0.01, θ = -0.01; v = -0.2, θ = -0.21; (η = 0) v = 0.5·v = -0.1, θ = -0.31.
+    Folding the state rescaling into a momentum of 5e-324 underflows to 0, and torch's kernel
+    then skips the buffer. Form S by hand: v = -0.01, θ = -0.01; v = -0.2, θ = -0.21;
+    (η = 0) v = 0.5·v = -0.1, θ = -0.31.
     """
     theta = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     options = {"single": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
@@ -252,3 +248,79 @@ def test_a_vanishing_momentum_at_an_lr_change_keeps_the_velocity_like_form_s(pat
         theta.grad = torch.tensor([grad], dtype=torch.float64)
         optimizer.step()
     assert theta.item() == pytest.approx(-0.31, rel=1e-12)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_a_momentum_schedule_with_zeros_restarts_the_velocity_like_form_s(
+    nesterov: bool, path: str
+) -> None:
+    """Form S's v = μ·v - η·ĝ holds at μ = 0 too: the velocity restarts from the gradient.
+
+    Momentum 0 every 7th step, lr 0 every 11th (so some steps have both), parameters without
+    a gradient every 5th step (their velocity must survive the μ = 0 step).
+    """
+    dampening = 0.0 if nesterov else 0.25
+    problem = make_problem(
+        31, steps=160, n_groups=2, nesterov=nesterov, dampening=dampening,
+        zero_momentum_every=7, zero_lr_every=11, idle_every=5,
+    )  # fmt: skip
+    assert (problem.momenta == 0).any()
+    actual = run(sutskever_sgd(problem, path), problem)
+    assert max_relative_error(actual, form_s(problem)) < 1e-12
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_the_momentum_zero_example_of_the_issue_gives_form_s_by_hand(path: str) -> None:
+    """f = w²/2 from w = 1, lr 0.1, momentum [0.9, 0.9, 0, 0.9, 0.9]: Form S by hand.
+
+    v1 = -0.1, w1 = 0.9; v2 = -0.18, w2 = 0.72; v3 = -0.072 (restart), w3 = 0.648;
+    v4 = -0.1296, w4 = 0.5184; v5 = -0.16848, w5 = 0.34992.
+    """
+    w = torch.ones(1, dtype=torch.float64, requires_grad=True)
+    optimizer = SutskeverSGD([w], lr=0.1, momentum=0.9, **PATHS[path])
+    for momentum in (0.9, 0.9, 0.0, 0.9, 0.9):
+        optimizer.param_groups[0]["momentum"] = momentum
+        w.grad = w.detach().clone()
+        optimizer.step()
+    assert w.item() == pytest.approx(0.34992, rel=1e-12)
+
+
+def torch_sgd_run(problem) -> list[list[np.ndarray]]:
+    """The source run of a PyTorch recipe: torch.optim.SGD itself (its lazy buffer included)."""
+    return run(torch.optim.SGD(param_groups(problem), lr=0.01, momentum=0.9), problem)
+
+
+@pytest.mark.parametrize(
+    ("source", "reference"), [("caffe", form_s), ("pytorch", torch_sgd_run)],
+    ids=["caffe", "pytorch"],
+)  # fmt: skip
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_convert_to_sutskever_with_zero_momenta_is_exact_when_run_in_sutskever_sgd(
+    source: str, reference, path: str
+) -> None:
+    """``momentum-convert convert ... --to sutskever`` says "exact": SutskeverSGD delivers it.
+
+    Caffe's schedule has zeros between non-zero momenta (copied unchanged; the reference is
+    the float64 Form S of ``reference.py``); PyTorch's starts at momentum 0, and torch's lazy
+    buffer makes its first non-zero step ``b = ĝ``, a Form S step at momentum 0 (the
+    reference is torch.optim.SGD in float64).
+    """
+    steps = 60
+    rng = np.random.default_rng(7)
+    lrs = np.repeat(rng.uniform(0.01, 0.1, size=6), 10)
+    momenta = rng.uniform(0.5, 0.95, size=steps)
+    momenta[[9, 20, 21, 40]] = 0.0 if source == "caffe" else momenta[[9, 20, 21, 40]]
+    if source == "pytorch":
+        momenta[:3] = 0.0  # a lazy buffer: zeros only before the first non-zero momentum
+    problem = make_problem(9, steps=steps, n_groups=1, weight_decay=0.0)
+    problem.lrs, problem.momenta = lrs[:, None], momenta[:, None]
+    recipe = Recipe(source, None, momentum=1.0, lr_schedule=PerStep.of(lrs),
+                    momentum_schedule=PerStep.of(momenta), steps=steps)  # fmt: skip
+    conversion = convert(recipe, "sutskever")
+    assert conversion.verdict == "exact"
+    assert (conversion.momentum == 0).any()
+    converted = copy.deepcopy(problem)
+    converted.lrs, converted.momenta = conversion.lr[:, None], conversion.momentum[:, None]
+    actual = run(sutskever_sgd(converted, path), converted)
+    assert max_relative_error(actual, reference(problem)) < 1e-12

@@ -18,7 +18,7 @@ from momentum_convert.optim import correct_momentum
 from sweeps.pairing import PlannedRun
 from sweeps.population.optimizer import PopulationSGD
 from sweeps.search_space import Configuration
-from sweeps.training import STATE_KEEPING_MOMENTUM, build_optimizer
+from sweeps.training import build_optimizer
 
 STEPS = 6
 SIZE = 5
@@ -41,14 +41,12 @@ def members(draw: st.DrawFn) -> PlannedRun:
         if uses_momentum
         else [0.0] * STEPS
     )
-    if optimizer == "sutskever" and correct_like is None:
-        # SutskeverSGD folds its rescaling into the kernel's momentum: a zero-momentum step
-        # after the first (sent as 5e-324) whose lr changed underflows to momentum 0, and
-        # torch's kernel then skips the buffer, losing the velocity (reported to the lead).
-        # Only the first step of a converted run has momentum 0, so keep zeros there.
-        momentum[1:] = [m or 0.5 for m in momentum[1:]] if any(momentum) else momentum[1:]
     nesterov = uses_momentum and any(momentum) and draw(st.booleans())
     dampening = 0.0 if nesterov else draw(st.sampled_from([0.0, 0.3]))
+    if correct_like == "sutskever" and 0.0 in momentum:
+        # Form S steps by η(1-τ)ĝ at momentum 0, torch.optim.SGD by ηĝ: correct_momentum
+        # refuses that step, so such a member cannot be planned.
+        dampening = 0.0
     weight_decay = draw(st.sampled_from([0.0, 0.05]))
     configuration = Configuration(
         lr=max(lr), momentum=max(momentum), weight_decay=weight_decay, nesterov=nesterov,
@@ -82,8 +80,6 @@ def trained_alone(run: PlannedRun, theta0: torch.Tensor, noise: torch.Tensor) ->
     if run.correct_like is not None:
         correct_momentum(optimizer, like=run.correct_like)
     momenta = run.momentum.tolist()
-    if any(momenta):
-        momenta = [m if m != 0 else STATE_KEEPING_MOMENTUM for m in momenta]
     for t in range(STEPS):
         optimizer.param_groups[0]["lr"] = float(run.lr[t])
         optimizer.param_groups[0]["momentum"] = momenta[t]

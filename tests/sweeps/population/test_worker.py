@@ -22,7 +22,7 @@ from sweeps.population.worker import (
     run_population_worker,
 )
 from sweeps.spec import parse_spec
-from sweeps.study import StudySettings, open_study
+from sweeps.sweep_study import StudySettings, open_study
 from sweeps.tasks import get_task
 from sweeps.training import EpochResult
 from sweeps.worker import run_worker

@@ -27,13 +27,18 @@ Task options (``[task_options]`` in the spec): ``validation_split`` (bool),
 ``precision`` (``"fp32"`` or ``"bf16"``: the forward pass under bf16 autocast),
 ``channels_last`` (bool: model and batches in channels-last memory format), ``augment``
 (bool, default true). ``data_dir`` is the spec's top-level key.
+
+Population mode stacks these models (``stackable``): ``torch.func.vmap`` runs K members'
+convolutions as grouped convolutions, and each member's batch norm normalises with its own
+batch statistics and updates its own running statistics (the stacked buffers are vmapped
+inputs, so the in-place update is per member), so a member reproduces its run alone.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, Final
 
@@ -54,14 +59,6 @@ PADDING: Final = 4
 SIZE: Final = 32
 VALIDATION_BATCH: Final = 1000
 PRECISIONS: Final = ("fp32", "bf16")
-
-#: Why population mode refuses these tasks (docs/population.md, "Which models can be stacked").
-NOT_STACKABLE_BECAUSE: Final = (
-    "batch norm in training mode updates its running statistics in place, which"
-    " torch.func.vmap cannot stack without changing what evaluation computes, and a"
-    " ResNet-20 step at batch 128 already keeps the device busy (4 x 128 images in one step"
-    " ran no faster per image, benchmarks/RESULTS.md)"
-)
 
 
 def augment(
@@ -209,7 +206,8 @@ class Cifar10ResNet:
     channels_last: bool = False
     augment: bool = True
     has_accuracy: bool = True
-    not_stackable_because: str = field(default=NOT_STACKABLE_BECAUSE, repr=False)
+    #: Population mode stacks these models (batch norm included: ``sweeps.population``).
+    stackable: bool = True
 
     def with_options(self, data_dir: str | None = None, **options: Any) -> Cifar10ResNet:
         """This task with the spec's ``data_dir`` and ``[task_options]``.

@@ -9,13 +9,10 @@ ratio is the median of the per-repetition ratios (paired, so the load of a share
 falls on both alike). The validation set is 16 images, so ``train_run``'s evaluation is
 negligible beside the epoch.
 
-Also measured, for docs/population.md, what stacking K = 4 ResNet-20s could gain:
-
-* images/s of one ResNet-20 at batch 4 x 128 against batch 128 (the most stacking could
-  give: K members stacked do the work of the larger batch in one step);
-* what stacking actually runs (``torch.func.vmap`` turns each convolution of K members into
-  one grouped convolution with K groups): forward and backward of ResNet-20's convolution
-  shapes as one grouped convolution over 4 members against 4 separate convolutions.
+Also measured, for docs/population.md (``--population K``): K ResNet-20 runs (alternating
+``pytorch`` and ``sutskever``, seeds 0..K-1, one epoch) trained one after another with
+``train_run`` against the same runs trained as one population (``train_population``:
+``torch.func.vmap``, grouped convolutions, per-member batch norm), seconds per run.
 
 Data: random images in CIFAR-10's format (``sweeps.tasks.cifar10_files.random_cifar10``).
 
@@ -90,35 +87,23 @@ def plain_loop(task, batch: int = BATCH) -> float:
     return images / (time.perf_counter() - start)
 
 
-#: ResNet-20's convolutions: (in, out, stride, input size, how many).
-CONVOLUTIONS = [
-    (3, 16, 1, 32, 1), (16, 16, 1, 32, 6), (16, 32, 2, 32, 1), (32, 32, 1, 16, 5),
-    (32, 64, 2, 16, 1), (64, 64, 1, 8, 5),
-]  # fmt: skip
+def population_speedup(task, members: int) -> float:
+    """Seconds per run one at a time over seconds per run in one population of ``members``."""
+    from dataclasses import replace
 
+    from sweeps.population import train_population
 
-def convolutions(members: int, grouped: bool, batch: int = BATCH) -> float:
-    """Seconds for forward + backward of ResNet-20's convolutions for ``members`` members,
-    as one grouped convolution per layer or as ``members`` separate ones."""
-    total = 0.0
-    for c_in, c_out, stride, size, count in CONVOLUTIONS:
-        if grouped:
-            weight = torch.randn(members * c_out, c_in, 3, 3, requires_grad=True)
-            x = torch.randn(batch, members * c_in, size, size, requires_grad=True)
-            layers = [(weight, x, members)]
-        else:
-            layers = [
-                (torch.randn(c_out, c_in, 3, 3, requires_grad=True),
-                 torch.randn(batch, c_in, size, size, requires_grad=True), 1)
-                for _ in range(members)
-            ]  # fmt: skip
-        start = time.perf_counter()
-        for _ in range(count):
-            for weight, x, groups in layers:
-                out = torch.nn.functional.conv2d(x, weight, stride=stride, padding=1, groups=groups)
-                out.sum().backward()
-        total += time.perf_counter() - start
-    return total
+    steps = task.build(seed=0, batch_size=BATCH, device="cpu").steps_per_epoch
+    runs = [
+        replace(planned(("pytorch", "sutskever")[i % 2], steps), seed=i) for i in range(members)
+    ]
+    start = time.perf_counter()
+    for run in runs:
+        train_run(task, run)
+    alone = time.perf_counter() - start
+    start = time.perf_counter()
+    train_population(task, runs)
+    return alone / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -126,7 +111,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2048, help="training images")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--proxy-only", action="store_true", help="only the stacking proxies")
+    parser.add_argument("--population", type=int, default=0, help="also time K stacked runs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()}"
@@ -140,10 +125,7 @@ def main() -> None:
             "plain loop": lambda: plain_loop(task),
             "train_run, torch SGD": lambda: sweep_loop(task, "pytorch"),
             "train_run, SutskeverSGD": lambda: sweep_loop(task, "sutskever"),
-            "plain loop, batch 512": lambda: plain_loop(task, 4 * BATCH),
         }
-        if args.proxy_only:
-            sides = {k: v for k, v in sides.items() if k.startswith("plain loop")}
         samples: dict[str, list[float]] = {name: [] for name in sides}
         order = list(sides)
         shuffler = random.Random(0)
@@ -151,6 +133,10 @@ def main() -> None:
             shuffler.shuffle(order)
             for name in order:
                 samples[name].append(sides[name]())
+        speedups = [
+            population_speedup(task, args.population)
+            for _ in range(args.repeat if args.population else 0)
+        ]
     print(f"\ncifar10-resnet20, {args.images} random CIFAR-format images, batch {BATCH},"
           f" one epoch per repetition, {args.repeat} repetitions\n")  # fmt: skip
     print("| loop | median images/s | paired ratio to the plain loop |")
@@ -158,15 +144,10 @@ def main() -> None:
     for name, values in samples.items():
         ratios = [a / b for a, b in zip(values, samples["plain loop"], strict=True)]
         print(f"| {name} | {statistics.median(values):.1f} | {statistics.median(ratios):.3f} |")
-    separate, grouped = [], []
-    for _ in range(args.repeat):
-        separate.append(convolutions(4, grouped=False))
-        grouped.append(convolutions(4, grouped=True))
-    ratios = [a / b for a, b in zip(separate, grouped, strict=True)]
-    print(f"\nResNet-20's convolutions, forward + backward, batch {BATCH}, 4 members:"
-          f" 4 separate {statistics.median(separate):.3f} s, one grouped (groups=4)"
-          f" {statistics.median(grouped):.3f} s; speed-up of grouping"
-          f" {statistics.median(ratios):.2f}x (paired median)")  # fmt: skip
+    if args.population:
+        print(f"\npopulation of {args.population} vs one at a time, one epoch each:"
+              f" speed-up per run {', '.join(f'{x:.2f}x' for x in speedups)}"
+              f" (median {statistics.median(speedups):.2f}x)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -14,8 +14,10 @@ that names the machine. Each step measures its subject and its baseline in the s
    2 epochs, 8 trials, one worker: images/s per trial, trials/hour, GPU utilisation sampled
    with ``nvidia-smi`` every 0.2 s (goal >= 80 %), and the ratio to a plain training loop of
    the same model over the same batches written here (goal: within 2x). Also the stacking
-   proxy of docs/population.md: images/s at batch 4 x 128 over batch 128.
-5. ``devices-auto``: ``sweeps run --devices auto`` on a small digits sweep: one worker per
+   proxy: images/s at batch 4 x 128 over batch 128.
+5. ``cifar-population``: K ResNet-20 runs trained as one population (vmap, grouped
+   convolutions, per-member batch norm) vs one at a time, seconds per run (docs/population.md).
+6. ``devices-auto``: ``sweeps run --devices auto`` on a small digits sweep: one worker per
    GPU (distinct worker processes in the study, and GPUs that ran one).
 
 ``--dry`` runs on a CPU with tiny sizes (CI runs it: tests/benchmarks/test_gpu_check.py):
@@ -62,10 +64,12 @@ class Sizes:
     cifar_epochs: int
     batch_size: int
     auto_trials_per_device: int
+    resnet_members: int
+    resnet_population_train: int
 
 
-REAL = Sizes(30, 256, 8, 10, 50_000, 10_000, 8, 2, 128, 4)
-DRY = Sizes(2, 4, 2, 1, 64, 16, 1, 1, 16, 1)
+REAL = Sizes(30, 256, 8, 10, 50_000, 10_000, 8, 2, 128, 4, 8, 10_000)
+DRY = Sizes(2, 4, 2, 1, 64, 16, 1, 1, 16, 1, 2, 64)
 
 
 @dataclass
@@ -348,6 +352,45 @@ def step_cifar_sweep(report: Report, sizes: Sizes, scratch: Path) -> None:
         report.add(f"| {name} | {value} |")
 
 
+def step_cifar_population(report: Report, sizes: Sizes, scratch: Path) -> None:
+    from dataclasses import replace
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_population import random_runs
+
+    from sweeps.population import train_population
+    from sweeps.tasks import get_task
+    from sweeps.tasks.cifar10_files import random_cifar10, write_cifar10
+    from sweeps.training import train_run
+
+    cuda = report.device == "cuda"
+    device = "cuda:0" if cuda else "cpu"
+    write_cifar10(scratch, random_cifar10(sizes.resnet_population_train, 16, seed=0))
+    task = get_task("cifar10-resnet20").with_options(
+        data_dir=str(scratch), precision="bf16" if cuda else "fp32", channels_last=cuda
+    )
+    steps = task.build(seed=0, batch_size=sizes.batch_size, device=device).steps_per_epoch
+    template = random_runs("digits-mlp", sizes.resnet_members, 1, sizes.batch_size)
+    runs = [
+        replace(run, lr=run.lr[:1].repeat(steps), momentum=run.momentum[:1].repeat(steps))
+        for run in template
+    ]
+    train_run(task, runs[0], device=device)  # warm-up
+    synchronize()
+    start = time.perf_counter()
+    for run in runs:
+        train_run(task, run, device=device)
+    synchronize()
+    alone = (time.perf_counter() - start) / len(runs)
+    start = time.perf_counter()
+    train_population(task, runs, device=device)
+    synchronize()
+    together = (time.perf_counter() - start) / len(runs)
+    report.add(f"cifar10-resnet20, {sizes.resnet_population_train:,} images, 1 epoch, batch"
+               f" {sizes.batch_size}, on {device}: one at a time {alone:.2f} s/run; population"
+               f" of {len(runs)}: {together:.2f} s/run; **{alone / together:.2f}x**.")  # fmt: skip
+
+
 AUTO_SPEC = """
 name = "gpu-check-auto"
 task = "digits-mlp"
@@ -418,9 +461,10 @@ STEPS: dict[str, Callable[..., None]] = {
     "optimizer": step_optimizer,
     "population": step_population,
     "cifar-sweep": step_cifar_sweep,
+    "cifar-population": step_cifar_population,
     "devices-auto": step_devices_auto,
 }
-NEEDS_SCRATCH = {"cifar-sweep", "devices-auto"}
+NEEDS_SCRATCH = {"cifar-sweep", "cifar-population", "devices-auto"}
 
 
 def run(dry: bool, only: list[str]) -> Report:

@@ -32,7 +32,8 @@ def test_the_dry_run_runs_every_step_that_needs_no_cuda_and_skips_the_others(tmp
     assert block.strip() == done.stdout.strip()  # the file holds what was printed
     sections = block.split("\n### ")
     named = {section.split("\n", 1)[0]: section for section in sections[1:]}
-    assert list(named) == ["cuda-tests", "optimizer", "population", "cifar-sweep", "devices-auto"]
+    steps = ["cuda-tests", "optimizer", "population", "cifar-sweep", "cifar-population"]
+    assert list(named) == [*steps, "devices-auto"]
     assert "failed" not in block
     assert "skipped: no CUDA device" in named["cuda-tests"]
     assert "| SutskeverSGD (default) |" in named["optimizer"]
@@ -40,6 +41,7 @@ def test_the_dry_run_runs_every_step_that_needs_no_cuda_and_skips_the_others(tmp
     assert "`sweeps run` exit 0" in named["cifar-sweep"]
     assert "| images/s per trial (training + evaluation), median |" in named["cifar-sweep"]
     assert "| GPU utilisation | skipped: no CUDA device |" in named["cifar-sweep"]
+    assert "population of 2" in named["cifar-population"]
     assert "1 worker process(es) for 1 device(s) (one per device)" in named["devices-auto"]
     assert "skipped: no CUDA device" in named["devices-auto"]
     assert block.startswith("## GPU check (dry run on CPU")

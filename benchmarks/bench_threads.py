@@ -11,7 +11,7 @@ Each variant runs the whole quickstart (``examples/quickstart.toml``: 16 trials,
 last one's exit. Variants alternate within each repetition (random order), and the ratio
 is the median of the per-repetition ratios.
 
-Usage: ``python benchmarks/bench_threads.py [--repeat 2]``.
+Usage: ``python benchmarks/bench_threads.py [--repeat 2] [--no-before]``.
 """
 
 from __future__ import annotations
@@ -75,6 +75,9 @@ def by_hand(url: str, threads: int | None) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument(
+        "--no-before", action="store_true", help="skip the slow oversubscribed variant"
+    )
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"machine: {platform.machine()}, {cores} cores, Python {platform.python_version()},"
@@ -86,6 +89,8 @@ def main() -> None:
             lambda url: by_hand(url, cores)
         ),
     }
+    if args.no_before:
+        variants = dict(list(variants.items())[:2])
     samples: dict[str, list[float]] = {name: [] for name in variants}
     order = list(variants)
     shuffler = random.Random(0)

@@ -23,9 +23,13 @@ that is set wins:
 How workers find each other: each CPU worker writes a small file
 (``<tmp>/sweeps-workers-<uid>/<sweep>-<pid>.json``) holding its sweep and thread count,
 and removes it when it stops; a file whose process is gone is ignored and deleted. A worker
-recounts at the start of every round (between trials, on its own thread: OpenMP's thread
-count is per calling thread), so workers that start or stop later shift the shares within one
-trial. When the live CPU workers of all sweeps on the host use more threads than there are
+recounts at the start of every round and of every epoch it trains (at most every
+:data:`REFRESH_S` seconds, on the training thread: OpenMP's thread count is per calling
+thread), so workers that start or stop later shift the shares within an epoch. (Counting only
+between trials is not enough: the first of three workers started together found itself alone,
+kept every core, and under load spent its whole first trial oversubscribed.)
+
+When the live CPU workers of all sweeps on the host would use more threads than there are
 cores, the worker warns once: the machine is oversubscribed.
 
 CUDA workers are not counted and keep torch's default: their work is on the GPU.
@@ -39,6 +43,8 @@ import json
 import logging
 import os
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
@@ -46,6 +52,8 @@ from typing import TYPE_CHECKING, Final, Protocol
 if TYPE_CHECKING:
     from sweeps.spec import SweepSpec
 
+REFRESH_S: Final = 0.5
+"""The shortest time between two recounts during training (a recount lists one folder)."""
 CORES_ENV_VAR: Final = "SWEEPS_CPU_CORES"
 """Overrides the number of cores the CPU workers of this host share."""
 
@@ -221,6 +229,8 @@ class CoreShare:
 
     def release(self) -> None:
         """Stop counting this worker (it is leaving the sweep)."""
+        if self in _claimed:
+            _claimed.clear()
         with contextlib.suppress(OSError):
             self.path.unlink()
 
@@ -245,10 +255,26 @@ class CpuShare(Protocol):
     def release(self) -> None: ...
 
 
+_claimed: list[CoreShare] = []  # this process's claim, while its worker loop runs
+_last_refresh = [0.0]
+
+
 def claim_cpu_share(spec: SweepSpec, url: str, device: str) -> CpuShare:
     """Register a worker of ``spec`` on ``device`` and set its threads (see the module)."""
     if not device.startswith("cpu"):
         return GpuShare()
     share = CoreShare(sweep_key(spec.name, url), getattr(spec, "threads", None))
     share.refresh()
+    _claimed[:] = [share]
     return share
+
+
+def refresh_claimed_share() -> None:
+    """Recount this process's claimed share now (a no-op outside a CPU worker's loop, off the
+    main thread, or within :data:`REFRESH_S` of the last recount)."""
+    if not _claimed or threading.current_thread() is not threading.main_thread():
+        return
+    now = time.monotonic()
+    if now - _last_refresh[0] >= REFRESH_S:
+        _last_refresh[0] = now
+        _claimed[0].refresh()

@@ -17,6 +17,7 @@ from sweeps.threads import (
     RegisteredWorker,
     oversubscription,
     registered_workers,
+    registry_folder,
     share_of,
     sweep_key,
 )
@@ -121,6 +122,11 @@ def test_three_hand_started_workers_each_take_a_third_of_the_cores(tmp_path):
     machine), which it records where the other workers count it."""
     settings = {"SWEEPS_CPU_CORES": "12", "RELIABILITY_EPOCH_S": "0.2"}
     settings["SWEEPS_NUM_THREADS"] = ""  # not started by sweeps run
+    # A temporary folder of their own: the test's workers register apart from any other
+    # sweeps workers on this machine.
+    (tmp_path / "tmp").mkdir()
+    settings["TMPDIR"] = str(tmp_path / "tmp")
+    folder = tmp_path / "tmp" / registry_folder().name
     workspace = Workspace.create(tmp_path, settings)
     spec = workspace.spec(name="threads", n_trials=200, epochs=2)
     url = f"sqlite:///{tmp_path / 'threads.db'}"
@@ -132,7 +138,7 @@ def test_three_hand_started_workers_each_take_a_third_of_the_cores(tmp_path):
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            seen = {w.pid: w.threads for w in registered_workers() if w.pid in pids}
+            seen = {w.pid: w.threads for w in registered_workers(folder) if w.pid in pids}
             if seen == dict.fromkeys(pids, 4):
                 break
             assert all(p.poll() is None for p in workers), workspace.all_logs()[-3000:]
@@ -145,7 +151,7 @@ def test_three_hand_started_workers_each_take_a_third_of_the_cores(tmp_path):
     finally:
         workspace.stop_all()
     assert "oversubscribed" not in workspace.all_logs()
-    assert not {w.pid for w in registered_workers()} & pids  # each unregistered itself
+    assert not {w.pid for w in registered_workers(folder)} & pids  # each unregistered itself
 
 
 def test_a_thread_count_below_one_is_refused_in_the_spec_and_on_the_command_line(tmp_path):

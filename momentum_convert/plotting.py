@@ -49,6 +49,7 @@ class PerStepSeries:
     lr: FloatArray
     momentum: FloatArray
     linestyle: str = "-"
+    colour: str | None = None  # None: matplotlib's colour cycle
 
     @property
     def effective_step(self) -> FloatArray:
@@ -66,13 +67,10 @@ def draw_per_step(axes: Sequence[Axes], series: Sequence[PerStepSeries]) -> None
     lr_ax, momentum_ax, effective_ax = axes
     for one in series:
         steps = np.arange(1, len(one.lr) + 1)
-        (line,) = lr_ax.plot(steps, one.lr, one.linestyle, label=one.label, drawstyle="steps-post")
-        momentum_ax.plot(
-            steps, one.momentum, one.linestyle, label=one.label, drawstyle="steps-post"
-        )
-        effective_ax.plot(
-            steps, one.effective_step, one.linestyle, label=one.label, drawstyle="steps-post"
-        )
+        style = {"label": one.label, "drawstyle": "steps-post", "color": one.colour}
+        (line,) = lr_ax.plot(steps, one.lr, one.linestyle, **style)
+        momentum_ax.plot(steps, one.momentum, one.linestyle, **style)
+        effective_ax.plot(steps, one.effective_step, one.linestyle, **style)
         unsettled = np.flatnonzero(np.asarray(one.momentum) >= 1)
         if unsettled.size:
             effective_ax.plot(

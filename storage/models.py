@@ -39,11 +39,13 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.associationproxy import AssociationProxy, association_proxy
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-ROLES: Final = ("source", "converted", "naive")
-"""``TrialRun.role``: the sampled run, its exact conversion, the naive transfer."""
+ROLES: Final = ("source", "converted", "naive", "confirm")
+"""``TrialRun.role``: the sampled run, its exact conversion, the naive transfer, and (in a
+sweep with ``pairing = "independent"``) the best configuration rerun on a confirmation seed."""
 
-OPTIMIZERS: Final = ("pytorch", "sutskever")
-"""``TrialRun.optimizer``: ``torch.optim.SGD`` or the lr-inside ``SutskeverSGD``."""
+OPTIMIZERS: Final = ("pytorch", "sutskever", "yellowfin")
+"""``TrialRun.optimizer``: ``torch.optim.SGD``, the lr-inside ``SutskeverSGD``, or
+``momentum_convert.optim.YellowFin`` (which tunes its own lr and momentum)."""
 
 STATES: Final = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 """``TrialRun.state``: Optuna's ``TrialState`` names."""

@@ -72,9 +72,15 @@ def worker_command(
     n_trials: int | None,
     name: str | None,
     population: str | None = None,
+    arm: str | None = None,
 ) -> list[str]:
-    """The ``sweeps worker`` command line for one local worker (without the interpreter)."""
+    """The ``sweeps worker`` command line for one local worker (without the interpreter).
+
+    ``arm``: for a spec with ``pairing = "independent"``, the one optimizer whose study the
+    worker serves (``sweeps.independent``)."""
     command = ["worker", str(spec_path), "--storage", url, "--device", device.inside_worker]
+    if arm is not None:
+        command += ["--arm", arm]
     if n_trials is not None:
         command += ["--n-trials", str(n_trials)]
     if population is not None:
@@ -97,10 +103,14 @@ def launch(
     show_progress: bool = True,
     population: str | None = None,
     extend: bool = False,
+    arm: str | None = None,
 ) -> LaunchResult:
     """Run the sweep with local workers until it is done, interrupted, or they fail.
 
     ``extend`` lets ``n_trials`` raise the total of a sweep that has trials (same spec).
+    ``spec`` is the sweep the workers serve and whose progress is drawn; for one arm of an
+    independent sweep it is the arm's spec, ``spec_path`` the whole spec's file and ``arm``
+    the arm's optimizer (:func:`sweeps.independent.launch_independent`).
 
     Raises:
         SweepUsageError: ``workers`` below 1, or a bad device list.
@@ -140,6 +150,7 @@ def launch(
                     total,
                     name,
                     population,
+                    arm,
                 )
                 for i in range(count)
             ]
@@ -189,6 +200,7 @@ def _start_worker(
     n_trials: int | None,
     name: str | None,
     population: str | None = None,
+    arm: str | None = None,
 ) -> WorkerProcess:
     env = dict(os.environ)
     env.update(device.worker_environment())
@@ -196,7 +208,7 @@ def _start_worker(
     env[WORKER_INDEX_ENV_VAR] = str(index)
     env["OMP_NUM_THREADS"] = str(threads)
     command = worker_command(
-        spec_path, url, device=device, n_trials=n_trials, name=name, population=population
+        spec_path, url, device=device, n_trials=n_trials, name=name, population=population, arm=arm
     )
     log = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the worker, by the OS)
     process = subprocess.Popen(

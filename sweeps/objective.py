@@ -8,8 +8,9 @@ For a trial the objective
    ``naive`` and ``converted`` runs in the other formulation, for every seed);
 3. trains each run, writing a ``TrialRun`` row when it starts, one bulk write of its
    metrics per epoch, and its outcome when it ends;
-4. reports the first ``source`` run's objective to Optuna every epoch, so the pruner can
-   stop a bad configuration early (the trial's remaining runs are then skipped);
+4. reports the mean over seeds of the ``source`` runs' objective to Optuna every epoch,
+   during the last source run (:mod:`sweeps.dashboard`), so the pruner can stop a bad
+   configuration early (the trial's remaining runs are then skipped);
 5. returns the mean over seeds of the ``source`` runs' objectives: the value Optuna sees.
 
 The ``attempt`` of every run is 1 + the number of earlier attempts at the same
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import optuna
 
+from sweeps.dashboard import SeedMeanCurve, arm_attributes, reporting_run
 from sweeps.lifecycle import SUPERSEDED, retry_history
 from sweeps.outage import retry_on_disconnect
 from sweeps.stop import StopRequested, check_stop
@@ -307,12 +309,13 @@ class SweepObjective:
         )
         steps_per_epoch = setup.steps_per_epoch
         planned = plan_runs(self.spec, configuration, steps_per_epoch)
-        # The first source run reports to the pruner, so it goes first.
+        # Source runs train first, seed after seed: the last one reports the mean over seeds.
         planned = sorted(planned, key=lambda run: run.role != "source")
 
         summaries: list[dict[str, Any]] = []
         source_values: list[float] = []
-        reporter = planned[0] if planned and planned[0].role == "source" else None
+        reporter = reporting_run(planned)  # sweeps.dashboard: reports the mean over seeds
+        curve = SeedMeanCurve(run.seed for run in planned if run.role == "source")
         for run in planned:
             check_stop()  # a safe point: between one run's writes and the next's
             summary = {"role": run.role, "optimizer": run.optimizer, "seed": run.seed}
@@ -322,12 +325,16 @@ class SweepObjective:
             if not run.trainable:
                 summaries.append({**summary, "state": "FAIL", "value": None})
                 continue
-            outcome = self._train_one(trial, run, run_id, configuration.epochs, run is reporter)
+            outcome = self._train_one(
+                trial, run, run_id, configuration.epochs, run is reporter, curve
+            )
             value = self.worst if outcome.diverged_at_step is not None else outcome.value
             summaries.append({**summary, "state": "COMPLETE", "value": value})
             if run.role == "source":
                 source_values.append(value)
         self._store(lambda: trial.set_user_attr(RUNS_ATTR, summaries))
+        for key, mean in arm_attributes(summaries).items():
+            self._store(lambda key=key, mean=mean: trial.set_user_attr(key, mean))
         if not source_values:
             raise RuntimeError("The trial planned no source run, so it has no objective value.")
         return float(sum(source_values) / len(source_values))
@@ -338,7 +345,13 @@ class SweepObjective:
         return retry_on_disconnect(operation, self.storage_url)
 
     def _train_one(
-        self, trial: optuna.Trial, run: PlannedRun, run_id: int, epochs: int, reports: bool
+        self,
+        trial: optuna.Trial,
+        run: PlannedRun,
+        run_id: int,
+        epochs: int,
+        reports: bool,
+        curve: SeedMeanCurve,
     ) -> RunOutcome:
         last_value: list[float] = []
         objective = self.spec.objective
@@ -348,6 +361,9 @@ class SweepObjective:
             value = result.metrics.get(objective)
             if value is not None:
                 last_value[:] = [float(value)]
+                if run.role == "source":
+                    curve.add(run.seed, result.epoch, float(value))
+                    value = curve.mean(result.epoch)
             if reports and value is not None and math.isfinite(value):
                 self._store(lambda: trial.report(float(value), step=result.epoch))
                 if self._prunes and self._store(trial.should_prune):

@@ -18,8 +18,9 @@ For every seed it becomes up to three runs (``docs/sweep-spec.md``, "Pairing"):
 Every run is described by per-step arrays ``lr[i]``, ``momentum[i]`` (the values the
 optimizer uses at step ``i + 1``) that the training loop writes into ``param_groups``
 before each step, so native and converted runs share one code path. Where the verdict is
-``exact-with-state-rescaling`` (Nesterov under a changing lr), the converted run instead
-keeps the source's own per-step values and attaches
+``exact-with-state-rescaling`` (Nesterov under a changing lr), or the schedule is
+``plateau`` (its cuts are known only while training, :mod:`sweeps.plateau`), the converted
+run instead keeps the source's own per-step values and attaches
 ``correct_momentum(optimizer, like=<source family>)``. An ``impossible`` conversion is
 planned but not trained (:attr:`PlannedRun.trainable` is false).
 """
@@ -41,6 +42,7 @@ ROLES = ("source", "naive", "converted")
 OPTIMIZER_CLASSES = {
     "pytorch": "torch.optim.SGD",
     "sutskever": "momentum_convert.optim.SutskeverSGD",
+    "yellowfin": "momentum_convert.optim.YellowFin",
 }
 IMPOSSIBLE = "impossible"
 STATE_RESCALING = "exact-with-state-rescaling"
@@ -186,6 +188,28 @@ def _source_values(spec: _PairedSpec, recipe: Recipe) -> _Values:
     return _converted(recipe, spec.family)
 
 
+def _reactive(converted: _Values, family: str) -> _Values:
+    """A plateau schedule's cuts are not known in advance: convert them as they happen.
+
+    The converter sees the base lr only (constant), but the run's lr will change whenever
+    its metric stalls; ``correct_momentum(like=<source family>)`` rescales the state at every
+    such change, so the converted run is exact whatever the cuts (unless the conversion is
+    impossible for other reasons, which stays so).
+    """
+    if converted.verdict == IMPOSSIBLE:
+        return converted
+    note = (
+        "ReduceLROnPlateau cuts the lr when the run's own metric stalls, so no per-step values"
+        f" exist in advance: the {other_family(family)} optimizer keeps the source's values"
+        f" and correct_momentum(like={family!r}) rescales its state at every cut, which is"
+        " exact."
+    )
+    return _Values(
+        converted.lr, converted.momentum, converted.dampening, converted.weight_decay,
+        STATE_RESCALING, (note, *converted.notes), converted.named,
+    )  # fmt: skip
+
+
 def _first_nonzero(values: FloatArray) -> float:
     nonzero = values[values != 0]
     return float(nonzero[0]) if nonzero.size else 0.0
@@ -223,6 +247,10 @@ def plan_runs(
     """
     recipe = recipe_for(spec, configuration, steps_per_epoch)
     schedule = configuration.schedule_spec(steps_per_epoch)
+    if configuration.schedule == "plateau":
+        from sweeps.plateau import describe
+
+        schedule = describe(configuration.schedule_params)
     hyperparameters = {
         **configuration.to_json(),
         "convention": spec.convention,
@@ -232,7 +260,10 @@ def plan_runs(
     }
     source = _source_values(spec, recipe)
     nesterov = configuration.nesterov
-    source_optimizer = configuration.optimizer or spec.family
+    # A tuner's own sweep (optimizers = ["yellowfin"]) trains the tuner; its per-step
+    # arrays hold only the first step's lr (the tuner sets every later one).
+    tuner = spec.optimizers[0] if spec.optimizers == ("yellowfin",) else None
+    source_optimizer = configuration.optimizer or tuner or spec.family
     other = other_family(spec.family)
     paired = spec.pairing and other in spec.optimizers and configuration.optimizer is None
 
@@ -240,6 +271,8 @@ def plan_runs(
     correct_like: str | None = None
     if paired:
         converted = _converted(recipe, other)
+        if configuration.schedule == "plateau":
+            converted = _reactive(converted, spec.family)
         if converted.verdict in (STATE_RESCALING, IMPOSSIBLE):
             # Rescaling: the other optimizer follows the source's own values with its state
             # corrected; impossible: nothing is trained, the source values are kept for the record.

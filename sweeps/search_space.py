@@ -429,6 +429,19 @@ def _recipe(lr: float, p: Mapping[str, Any], steps_per_epoch: int, epochs: int) 
     return recipe_schedule(str(p["name"]), steps_per_epoch * epochs)
 
 
+def _plateau(lr: float, p: Mapping[str, Any], steps_per_epoch: int, epochs: int) -> Schedule:
+    # Reactive: the planned values are the base lr; sweeps.plateau cuts it while training.
+    return Constant()
+
+
+def _threshold_mode(distribution: Distribution, path: str) -> None:
+    from sweeps.plateau import THRESHOLD_MODES
+
+    for mode in _all_values(distribution):
+        if mode not in THRESHOLD_MODES:
+            raise SpecError(f"{path} must be 'rel' or 'abs', got {mode!r}.")
+
+
 def _recipe_names(distribution: Distribution, path: str) -> None:
     from sweeps.recipe_start import check_recipe_names
 
@@ -477,6 +490,31 @@ SCHEDULE_FAMILIES: dict[str, ScheduleFamily] = {
             },
             _onecycle,
             "torch OneCycleLR with max_lr = lr (the learning rate only; momentum stays fixed)",
+        ),
+        ScheduleFamily(
+            "plateau",
+            {
+                "factor": Parameter("float", 0.1, "the factor of each cut", _fraction),
+                "patience": Parameter(
+                    "int", 10, "bad epochs tolerated before a cut", _non_negative
+                ),
+                "threshold": Parameter(
+                    "float", 1e-4, "the least change that counts as better", _non_negative
+                ),
+                "threshold_mode": Parameter(
+                    "str", "rel", "'rel' (a fraction of the best) or 'abs'", _threshold_mode
+                ),
+                "cooldown": Parameter(
+                    "int", 0, "epochs after a cut before bad epochs count", _non_negative
+                ),
+                "min_lr": Parameter("float", 0.0, "the lr is never cut below it", _non_negative),
+                "eps": Parameter(
+                    "float", 1e-8, "a cut smaller than this is not applied", _non_negative
+                ),
+            },
+            _plateau,
+            "torch ReduceLROnPlateau on the run's own objective, per epoch (mode from the"
+            " direction)",
         ),
         ScheduleFamily(
             "recipe",

@@ -34,6 +34,13 @@ from sweeps.search_space import (
 )
 
 OPTIMIZERS = ("pytorch", "sutskever")
+#: Optimizers that set their own lr and momentum every step (``momentum_convert.optim``):
+#: each is an arm of its own, with no lr or momentum to search.
+TUNERS = ("yellowfin",)
+#: ``pairing = "independent"``: one Optuna study per optimizer (``sweeps.independent``).
+INDEPENDENT = "independent"
+#: Confirmation seeds of an independent sweep when the spec gives no ``confirm_seeds``.
+DEFAULT_CONFIRM_SEEDS = 3
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp")
 PRUNERS = ("none", "median", "hyperband")
 #: The metrics every task reports per epoch, and the direction each is optimised in.
@@ -58,6 +65,7 @@ TOP_LEVEL_KEYS = (
     "recipe",
     "recipe_spread",
     "pairing",
+    "confirm_seeds",
     "search_space",
     "seeds",
     "objective",
@@ -115,6 +123,11 @@ class SweepSpec:
     data_dir: str | None = None
     #: torch threads per CPU worker; ``None``: its share of the cores (``sweeps.threads``).
     threads: int | None = None
+    #: ``pairing = "independent"``: each optimizer is tuned in a study of its own
+    #: (``sweeps.independent``); ``pairing`` is then false.
+    independent: bool = False
+    #: The fresh seeds each optimizer's best configuration is confirmed on (independent).
+    confirm_seeds: tuple[int, ...] = ()
 
     @property
     def other_family(self) -> str | None:
@@ -133,7 +146,8 @@ class SweepSpec:
             "convention": self.convention,
             "recipe": self.recipe,
             "recipe_spread": self.recipe_spread,
-            "pairing": self.pairing,
+            "pairing": INDEPENDENT if self.independent else self.pairing,
+            "confirm_seeds": list(self.confirm_seeds) if self.independent else None,
             "search_space": self.search_space.to_json(),
             "seeds": list(self.seeds),
             "objective": self.objective,
@@ -240,12 +254,6 @@ def _whole(value: object, path: str, minimum: int) -> int:
     return value
 
 
-def _boolean(value: object, path: str) -> bool:
-    if not isinstance(value, bool):
-        raise SpecError(f"{path} must be true or false, got {value!r}.")
-    return value
-
-
 def _build(table: Mapping[str, Any]) -> SweepSpec:
     recipe, recipe_spread = table.get("recipe"), table.get("recipe_spread")
     if recipe is not None:
@@ -265,12 +273,20 @@ def _build(table: Mapping[str, Any]) -> SweepSpec:
     optimizers = _optimizers(table.get("optimizers", list(OPTIMIZERS)))
     convention = _string(table.get("convention", "pytorch"), "convention").lower()
     family = _family(convention)
-    if family not in optimizers:
+    independent = table.get("pairing") == INDEPENDENT
+    pairing = False if independent else _pairing(table.get("pairing", True))
+    if family not in optimizers and not independent and optimizers != TUNERS[:1]:
         raise SpecError(
             f"convention {convention!r} belongs to the {family} family, which optimizers"
             f" ({', '.join(optimizers)}) does not list; add {family!r} to optimizers."
         )
-    pairing = _boolean(table.get("pairing", True), "pairing")
+    tuners = [name for name in optimizers if name in TUNERS]
+    if tuners and len(optimizers) > 1 and not independent:
+        raise SpecError(
+            f"optimizers lists {tuners[0]!r}, which tunes its own lr and momentum, beside"
+            f" {', '.join(o for o in optimizers if o not in TUNERS)}; such a sweep needs"
+            f" pairing = {INDEPENDENT!r} (each optimizer in a study of its own)."
+        )
     raw_space = _required(table, "search_space")
     if not isinstance(raw_space, dict):
         raise SpecError(f"search_space must be a table, got {raw_space!r}.")
@@ -329,6 +345,24 @@ def _build(table: Mapping[str, Any]) -> SweepSpec:
     threads = table.get("threads")
     if threads is not None:
         threads = _whole(threads, "threads", 1)
+    if population != 1 and "plateau" in search_space.schedules:
+        raise SpecError(
+            "search_space.schedule.plateau cuts each run's lr when its own metric stalls, which"
+            f" a population (population = {population!r}) cannot train; use population = 1."
+        )
+
+    seeds = _seeds(table.get("seeds", 1))
+    confirm_seeds = _confirm_seeds(table.get("confirm_seeds"), seeds, independent)
+    if tuners and population != 1:
+        raise SpecError(
+            f"{tuners[0]!r} cannot be trained as a population (its tuner keeps statistics per"
+            f" model); remove population (got {population!r})."
+        )
+    if independent and population != 1:
+        raise SpecError(
+            f"pairing = {INDEPENDENT!r} trains one trial at a time per worker; remove population"
+            f" (got {population!r})."
+        )
 
     spec = SweepSpec(
         name=name,
@@ -338,7 +372,7 @@ def _build(table: Mapping[str, Any]) -> SweepSpec:
         family=family,
         search_space=search_space,
         pairing=pairing,
-        seeds=_seeds(table.get("seeds", 1)),
+        seeds=seeds,
         sampler=sampler,
         sampler_seed=sampler_seed,
         pruner=pruner,
@@ -357,6 +391,8 @@ def _build(table: Mapping[str, Any]) -> SweepSpec:
         task_options=task_options,
         data_dir=data_dir,
         threads=threads,
+        independent=independent,
+        confirm_seeds=confirm_seeds,
     )
     if sampler == "grid":
         grid_search_space(spec)  # raises SpecError naming a continuous range
@@ -419,10 +455,50 @@ def _optimizers(raw: object) -> tuple[str, ...]:
         raw = [raw]
     if not isinstance(raw, list) or not raw:
         raise SpecError(f"optimizers must be a non-empty list such as {list(OPTIMIZERS)!r}.")
-    names = tuple(_one_of(v, OPTIMIZERS, f"optimizers[{i}]") for i, v in enumerate(raw))
+    names = tuple(_one_of(v, OPTIMIZERS + TUNERS, f"optimizers[{i}]") for i, v in enumerate(raw))
     if len(set(names)) != len(names):
         raise SpecError(f"optimizers lists the same optimizer twice: {list(raw)!r}.")
     return names
+
+
+def _pairing(raw: object) -> bool:
+    if not isinstance(raw, bool):
+        raise SpecError(f"pairing must be true, false or {INDEPENDENT!r}, got {raw!r}.")
+    return raw
+
+
+def _confirm_seeds(raw: object, seeds: tuple[int, ...], independent: bool) -> tuple[int, ...]:
+    """The confirmation seeds: a count of fresh seeds after the tuning ones, or a list."""
+    if not independent:
+        if raw is not None:
+            raise SpecError(
+                f"confirm_seeds is given, but only pairing = {INDEPENDENT!r} confirms each"
+                " optimizer's best configuration; set pairing or remove confirm_seeds."
+            )
+        return ()
+    if raw is None:
+        raw = DEFAULT_CONFIRM_SEEDS
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        count = _whole(raw, "confirm_seeds", 2)
+        if count > MAX_SEEDS:
+            raise SpecError(f"confirm_seeds must be a count of at most {MAX_SEEDS}, got {count}.")
+        first = max(seeds) + 1
+        return tuple(range(first, first + count))
+    if not isinstance(raw, list) or len(raw) < 2:
+        raise SpecError(
+            "confirm_seeds must be a count >= 2 or a list of at least two seeds such as"
+            f" [100, 101, 102] (an interval needs two), got {raw!r}."
+        )
+    confirm = tuple(_whole(v, f"confirm_seeds[{i}]", 0) for i, v in enumerate(raw))
+    if len(set(confirm)) != len(confirm):
+        raise SpecError(f"confirm_seeds lists the same seed twice: {list(raw)!r}.")
+    reused = sorted(set(confirm) & set(seeds))
+    if reused:
+        raise SpecError(
+            f"confirm_seeds reuses the tuning seed(s) {reused}; confirmation needs fresh"
+            " seeds, the best configuration was chosen on the tuning ones."
+        )
+    return confirm
 
 
 MAX_SEEDS = 1000

@@ -19,12 +19,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 import sqlalchemy as sa
+
+from sweeps.stop import check_stop
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -32,8 +35,31 @@ if TYPE_CHECKING:
 SCHEMA_LOCK: Final = "momentum-sweeps:open"
 """The name of the lock held while a database's schema and a sweep's study are created."""
 
-SweepLock = Callable[[], contextlib.AbstractContextManager[None]]
-"""Enter ``lock()`` to hold a sweep's lock; not re-entrant."""
+
+class SweepLock(Protocol):
+    """Enter ``lock()`` to hold a sweep's lock; not re-entrant.
+
+    ``lock(stoppable=True)`` waits for the lock by polling it and checking this process's
+    stop flag between tries (:func:`sweeps.stop.check_stop` raises ``StopRequested``), so a
+    worker asked to stop while other workers hold the lock does not wait its turn. The
+    lifecycle's own writes take the lock without it: a stopping worker must still record
+    its interrupted trials.
+    """
+
+    def __call__(self, *, stoppable: bool = False) -> contextlib.AbstractContextManager[None]: ...
+
+
+_POLL_S: Final = (0.005, 0.05)
+"""A stoppable wait polls the lock, first every 5 ms, backing off to every 50 ms."""
+
+
+def _wait_stoppably(try_once: Callable[[], bool]) -> None:
+    """Call ``try_once`` until it takes the lock, checking the stop flag between tries."""
+    delay = _POLL_S[0]
+    while not try_once():
+        check_stop()
+        time.sleep(delay)
+        delay = min(2 * delay, _POLL_S[1])
 
 
 def sweep_lock(engine: Engine, url: str, name: str) -> SweepLock:
@@ -43,9 +69,15 @@ def sweep_lock(engine: Engine, url: str, name: str) -> SweepLock:
     if backend == "postgresql":
 
         @contextlib.contextmanager
-        def advisory() -> Iterator[None]:
+        def advisory(*, stoppable: bool = False) -> Iterator[None]:
             with engine.connect() as connection:
-                connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+                if stoppable:
+                    try_lock = sa.text("SELECT pg_try_advisory_lock(:key)")
+                    _wait_stoppably(
+                        lambda: bool(connection.execute(try_lock, {"key": key}).scalar())
+                    )
+                else:
+                    connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": key})
                 try:
                     yield
                 finally:
@@ -56,9 +88,17 @@ def sweep_lock(engine: Engine, url: str, name: str) -> SweepLock:
     if backend in ("mysql", "mariadb"):
 
         @contextlib.contextmanager
-        def named() -> Iterator[None]:
+        def named(*, stoppable: bool = False) -> Iterator[None]:
             with engine.connect() as connection:
-                connection.execute(sa.text("SELECT GET_LOCK(:key, 60)"), {"key": f"ms{key}"})
+                get = sa.text("SELECT GET_LOCK(:key, :wait)")
+                if stoppable:
+                    _wait_stoppably(
+                        lambda: (
+                            connection.execute(get, {"key": f"ms{key}", "wait": 0}).scalar() == 1
+                        )
+                    )
+                else:
+                    connection.execute(get, {"key": f"ms{key}", "wait": 60})
                 try:
                     yield
                 finally:
@@ -71,9 +111,20 @@ def sweep_lock(engine: Engine, url: str, name: str) -> SweepLock:
         path = Path(f"{database}.lock")
 
         @contextlib.contextmanager
-        def file_lock() -> Iterator[None]:
+        def file_lock(*, stoppable: bool = False) -> Iterator[None]:
             with path.open("a") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX)
+
+                def try_once() -> bool:
+                    try:
+                        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        return False
+                    return True
+
+                if stoppable:
+                    _wait_stoppably(try_once)
+                else:
+                    fcntl.flock(handle, fcntl.LOCK_EX)
                 try:
                     yield
                 finally:
@@ -83,8 +134,14 @@ def sweep_lock(engine: Engine, url: str, name: str) -> SweepLock:
     lock = threading.Lock()
 
     @contextlib.contextmanager
-    def in_process() -> Iterator[None]:
-        with lock:
+    def in_process(*, stoppable: bool = False) -> Iterator[None]:
+        if stoppable:
+            _wait_stoppably(lambda: lock.acquire(blocking=False))
+        else:
+            lock.acquire()
+        try:
             yield
+        finally:
+            lock.release()
 
     return in_process

@@ -110,8 +110,15 @@ class SweepStudy:
         return self.study.study_name
 
     def close(self) -> None:
-        """Return every connection this worker holds (Optuna's and the results engine's)."""
-        storage = self.study._storage
+        """Return every connection this worker holds (Optuna's and the results engine's).
+
+        ``create_study`` wraps the RDBStorage in Optuna's ``_CachedStorage``: the engine to
+        dispose is its ``_backend``. Left open, a process that closes one sweep and opens
+        another (an independent sweep's launcher, one arm after the other) kept a SQLite
+        connection whose file then read "database disk image is malformed" once the next
+        sweep's workers wrote to it (reproduced on SQLite 3 with WAL).
+        """
+        storage = getattr(self.study._storage, "_backend", self.study._storage)
         if isinstance(storage, RDBStorage):
             storage.remove_session()
             storage.engine.dispose()
@@ -137,6 +144,7 @@ def open_study(
         StorageUnavailableError: the database cannot be reached.
         SweepUsageError: an unknown sampler or pruner.
         SpecChangedError: the sweep has trials from another spec or total.
+        StopRequested: a stop was requested while waiting for another worker's opening.
     """
     settings = settings or StudySettings.for_spec(spec)
     # Workers drive trials with ask/tell and run the heartbeat thread themselves.
@@ -149,7 +157,7 @@ def open_study(
         pruner = make_pruner(spec.pruner)
         # One opener at a time per database: creating tables is not safe to race
         # (PostgreSQL DDL, Alembic's global state), and this costs a lock round trip.
-        with sweep_lock(engine, url, SCHEMA_LOCK)():
+        with sweep_lock(engine, url, SCHEMA_LOCK)(stoppable=True):
             _prepare_results_schema(engine)
             stale = StaleTrialCallback(engine, settings.max_retry)
             storage = _rdb_storage(url, settings, stale)

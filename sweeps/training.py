@@ -8,7 +8,9 @@ arrays are written into its param groups::
     group["lr"] = planned_run.lr[t - 1]; group["momentum"] = planned_run.momentum[t - 1]
 
 so every schedule and every conversion is a pair of arrays (:mod:`sweeps.pairing`). A run
-planned with ``correct_like`` attaches ``correct_momentum(optimizer, like=...)``.
+planned with ``correct_like`` attaches ``correct_momentum(optimizer, like=...)``. The one
+reactive schedule, ``plateau`` (:mod:`sweeps.plateau`), writes its own lr instead, which
+it cuts after an epoch whose objective stalled.
 
 A NaN or infinite loss ends the run as a *result*: :class:`RunOutcome` carries the step
 at which it appeared (``diverged_at_step``) and the worst possible objective value
@@ -47,6 +49,7 @@ import torch
 
 from sweeps.errors import SweepUsageError
 from sweeps.pairing import PlannedRun
+from sweeps.plateau import plateau_schedule
 from sweeps.stop import check_stop
 from sweeps.tasks import Task, TaskSetup
 from sweeps.threads import refresh_claimed_share
@@ -115,8 +118,13 @@ def build_optimizer(
         from momentum_convert.optim import SutskeverSGD
 
         return SutskeverSGD(parameters, **kwargs)
+    if planned_run.optimizer == "yellowfin":
+        from momentum_convert.optim import YellowFin
+
+        # Its first step uses lr[0] and momentum 0; the tuner sets every later step's.
+        return YellowFin(parameters, lr=kwargs["lr"], weight_decay=kwargs["weight_decay"])
     raise SweepUsageError(
-        f"unknown optimizer {planned_run.optimizer!r}; use 'pytorch' or 'sutskever'."
+        f"unknown optimizer {planned_run.optimizer!r}; use 'pytorch', 'sutskever' or 'yellowfin'."
     )
 
 
@@ -158,6 +166,7 @@ def train_run(
     on_epoch: Callable[[EpochResult], None] | None = None,
     objective: str = "val_loss",
     direction: str = "minimize",
+    on_step: Callable[[int, torch.optim.Optimizer], None] | None = None,
 ) -> RunOutcome:
     """Train one planned run and return its outcome.
 
@@ -172,7 +181,12 @@ def train_run(
         on_epoch: called with every :class:`EpochResult`; it may raise
             ``optuna.TrialPruned``, which propagates to the caller.
         objective, direction: which metric of the last epoch is the run's value, and
-            whether a diverged run gets ``inf`` (minimize) or ``-inf`` (maximize).
+            whether a diverged run gets ``inf`` (minimize) or ``-inf`` (maximize). A
+            ``plateau`` schedule (:mod:`sweeps.plateau`) reacts to that metric, in that
+            direction, after every epoch: it sets the lr of every step of the next epoch,
+            and the epoch's metrics carry ``lr_cut`` (1 when the lr was cut after it).
+        on_step: called after every optimizer step with the 1-based step and the
+            optimizer (to trace the dynamics; the report uses it).
     """
     if not planned_run.trainable:
         raise SweepUsageError(
@@ -200,6 +214,11 @@ def train_run(
     worst = math.inf if direction == "minimize" else -math.inf
     lrs = planned_run.lr.tolist()
     momenta = planned_run.momentum.tolist()
+    plateau = (
+        plateau_schedule(lrs[0], configuration.schedule_params, direction)
+        if configuration.schedule == "plateau"
+        else None
+    )
 
     torch.manual_seed(planned_run.seed)
     model = setup.model
@@ -223,7 +242,8 @@ def train_run(
                 if step >= needed:
                     break
                 check_stop()  # SIGINT/SIGTERM stop the run here, between batches (sweeps.stop)
-                lr, momentum = lrs[step], momenta[step]
+                lr = lrs[step] if plateau is None else plateau.lr
+                momentum = momenta[step]
                 for group in groups:
                     group["lr"] = lr
                     group["momentum"] = momentum
@@ -233,6 +253,8 @@ def train_run(
                 optimizer.step()
                 losses.append(loss.detach())
                 step += 1
+                if on_step is not None:
+                    on_step(step, optimizer)
             if not losses:
                 raise SweepUsageError("the task's train_loader yielded no batches in an epoch.")
             epoch_losses = torch.stack(losses)
@@ -248,8 +270,12 @@ def train_run(
                 # Check 2: the epoch's last steps left weights whose loss is not finite.
                 return RunOutcome(worst, step, epoch - 1, metrics)
             metrics = epoch_metrics
-            metrics["lr"] = lrs[step - 1]
+            metrics["lr"] = lrs[step - 1] if plateau is None else plateau.lr
             metrics["momentum"] = momenta[step - 1]
+            if planned_run.optimizer == "yellowfin":  # the values its tuner chose
+                metrics["lr"], metrics["momentum"] = groups[0]["lr"], groups[0]["momentum"]
+            if plateau is not None:
+                metrics["lr_cut"] = float(plateau.step(_plateau_metric(metrics, objective)))
             if on_epoch is not None:
                 on_epoch(EpochResult(epoch, step, dict(metrics), time.perf_counter() - started))
     finally:
@@ -260,3 +286,12 @@ def train_run(
             f"the objective {objective!r} is not among the task's metrics ({', '.join(metrics)})."
         )
     return RunOutcome(metrics[objective], None, epochs, metrics)
+
+
+def _plateau_metric(metrics: dict[str, float], objective: str) -> float:
+    if objective not in metrics:
+        raise SweepUsageError(
+            f"the plateau schedule reacts to the objective {objective!r}, which is not among"
+            f" the task's metrics ({', '.join(metrics)})."
+        )
+    return metrics[objective]

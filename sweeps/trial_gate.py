@@ -85,9 +85,13 @@ class TrialGate:
         return Admission.START
 
     def ask(self) -> tuple[Admission, optuna.Trial | None]:
-        """Start a trial if the quota allows: ``(START, trial)``, or ``(WAIT|DONE, None)``."""
+        """Start a trial if the quota allows: ``(START, trial)``, or ``(WAIT|DONE, None)``.
+
+        Raises:
+            StopRequested: a stop was requested while waiting for the sweep lock.
+        """
         study = self._sweep.study
-        with self._lock():
+        with self._lock(stoppable=True):  # a stop requested while waiting ends the wait
             orphan = find_orphan(study)
             if orphan is not None:
                 return Admission.START, lifecycle.take_over(study, orphan)

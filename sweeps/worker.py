@@ -280,7 +280,11 @@ def run_rounds(
         guard = STOP.installed()
     summary = WorkerSummary()
     with guard:
-        sweep = open_study(spec, url, settings=settings, n_trials=n_trials, extend=extend)
+        try:
+            sweep = open_study(spec, url, settings=settings, n_trials=n_trials, extend=extend)
+        except StopRequested:  # stopped while waiting for the schema lock: nothing started
+            summary.stopped_by = STOP.signum
+            return summary
         total = sweep.n_trials
         if total is None and spec.timeout is None:
             sweep.close()
@@ -299,6 +303,9 @@ def run_rounds(
         try:
             _loop(spec, sweep, make_runner(sweep, recorder), TrialGate(sweep, total), settings,
                   summary, cores)  # fmt: skip
+        except StopRequested as stop:  # stopped while waiting for the sweep lock to ask
+            if stop.reason == OUTAGE:
+                raise _outage_error(sweep.url) from None
         finally:
             cores.release()
             recorder.close(timeout=STOP_WRITES_S if STOP.is_set() else CLOCK.timeout)
@@ -360,7 +367,12 @@ def _ask_round(gate: TrialGate, room: int, url: str) -> tuple[Admission, list[op
     trials: list[optuna.Trial] = []
     admission = Admission.START
     while len(trials) < max(1, room) and not (trials and STOP.is_set()):
-        admission, trial = retry_on_disconnect(gate.ask, url)
+        try:
+            admission, trial = retry_on_disconnect(gate.ask, url)
+        except StopRequested:
+            if not trials:
+                raise
+            break  # the round interrupts the trials already asked
         if trial is None:
             break
         trials.append(trial)

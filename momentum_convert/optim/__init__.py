@@ -10,5 +10,12 @@ state between the two. See ``docs/optimizers.md``. This package needs torch; the
 from momentum_convert.optim.correction import MomentumCorrection, correct_momentum
 from momentum_convert.optim.state import convert_state
 from momentum_convert.optim.sutskever_sgd import SutskeverSGD
+from momentum_convert.optim.yellowfin import YellowFin
 
-__all__ = ["MomentumCorrection", "SutskeverSGD", "convert_state", "correct_momentum"]
+__all__ = [
+    "MomentumCorrection",
+    "SutskeverSGD",
+    "YellowFin",
+    "convert_state",
+    "correct_momentum",
+]

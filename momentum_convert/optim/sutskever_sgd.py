@@ -84,7 +84,9 @@ class SutskeverSGD(Optimizer):
 
     Args:
         params: iterable of parameters or named parameters, or dicts defining param groups.
-        lr: learning rate η (default: 1e-3); a float.
+        lr: learning rate η (default: 1e-3); a float, or a 1-element tensor that schedulers
+            update in place: the step then branches on no lr value, so ``torch.compile``
+            traces it once for every lr (as :class:`torch.optim.SGD` with a tensor lr).
         momentum: momentum factor μ ≥ 0 (default: 0).
         dampening: dampening τ for the velocity, in [0, 1] (default: 0).
         weight_decay: coupled L2 penalty λ ≥ 0, added to the gradient (default: 0).
@@ -92,10 +94,14 @@ class SutskeverSGD(Optimizer):
             dampening (default: False).
         maximize: maximize the objective instead of minimizing it (default: False).
         foreach: use the multi-tensor ``torch._foreach_*`` implementation.
-        fused: use PyTorch's fused SGD kernel (CPU and CUDA, floating-point parameters).
-            With neither ``foreach`` nor ``fused`` given, the fused kernel is used where all
-            parameters support it (the fastest on CPU and CUDA, see
-            ``benchmarks/RESULTS.md``), otherwise the multi-tensor path.
+        fused: use PyTorch's fused SGD kernel (CPU and CUDA, floating-point parameters);
+            devices and dtypes are checked at the first step, as in :class:`torch.optim.SGD`,
+            so parameters may still be on the meta device when the optimizer is built.
+            With neither ``foreach`` nor ``fused`` given (per param group), each group uses
+            the fused kernel where all its parameters support it (the fastest on CPU and
+            CUDA, see ``benchmarks/RESULTS.md``), otherwise the multi-tensor path; a group's
+            own ``foreach``/``fused`` is kept. Old state dicts without ``maximize``,
+            ``foreach``, ``differentiable`` or ``fused`` get torch's defaults on loading.
 
     Example:
         >>> model = torch.nn.Linear(4, 1)
@@ -155,6 +161,8 @@ class SutskeverSGD(Optimizer):
         # Devices and dtypes of fused groups are checked at the first step, as torch.optim.SGD
         # does, so parameters on the meta device (deferred initialisation) are accepted here.
         self._need_device_dtype_check_for_fused = True
+        #: id(param group) -> (signature, (fused, foreach)): see _implementation.
+        self._implementations: dict[int, tuple[tuple[Any, ...], tuple[bool, bool]]] = {}
         super().__init__(params, defaults)
         # GradScaler hands the fused kernel grad_scale/found_inf; other paths unscale here.
         self._step_supports_amp_scaling = True
@@ -173,28 +181,36 @@ class SutskeverSGD(Optimizer):
             group.setdefault("fused", False)
         self.__dict__.setdefault("_lr_outside", False)
         self.__dict__.setdefault("_need_device_dtype_check_for_fused", True)
+        self._implementations = {}
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a param group; its fused devices and dtypes are checked at the next step."""
         super().add_param_group(param_group)
         self._need_device_dtype_check_for_fused = True
 
-    def _implementation(self, group: dict[str, Any], params: list[Tensor]) -> tuple[bool, bool]:
+    def _implementation(self, group: dict[str, Any]) -> tuple[bool, bool]:
         """``(fused, foreach)`` for this group's step: its own choice, else the fastest.
 
         A group's explicit ``foreach``/``fused`` is kept. With both ``None`` (the default)
-        the choice is made per group and per step from the parameters that step, by
+        the choice is made per group from its parameters, by
         :func:`torch.optim.optimizer._default_to_fused_or_foreach` with the fused kernel
         preferred (the fastest, ``benchmarks/RESULTS.md``): complex parameters or a device
-        without a fused kernel get the multi-tensor path.
+        without a fused kernel get the multi-tensor path. ``torch.optim.SGD`` makes that
+        choice at every step; here it is remembered per group until the group's number of
+        parameters or its first parameter's device or dtype changes (a check in O(1)).
         """
         fused, foreach = group["fused"], group["foreach"]
-        if fused is None and foreach is None:
-            fused, foreach = _default_to_fused_or_foreach(
-                params, differentiable=False, use_fused=True
-            )
-            return fused, foreach or not fused
-        return bool(fused), bool(foreach)
+        if fused is not None or foreach is not None:
+            return bool(fused), bool(foreach)
+        params = group["params"]
+        signature = (len(params), params[0].device, params[0].dtype) if params else ()
+        cached = self._implementations.get(id(group))
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        fused, foreach = _default_to_fused_or_foreach(params, differentiable=False, use_fused=True)
+        choice = (fused, foreach or not fused)
+        self._implementations[id(group)] = (signature, choice)
+        return choice
 
     def _check_fused_devices(self) -> None:
         """Refuse, at the first step, parameters the fused kernel cannot take."""
@@ -280,7 +296,7 @@ class SutskeverSGD(Optimizer):
         idle_buffers: list[Tensor],
     ) -> None:
         lr = float(group["lr"])
-        fused, foreach = self._implementation(group, params)
+        fused, foreach = self._implementation(group)
         buffer_lr = group.get(BUFFER_LR, lr)
         group[BUFFER_LR] = sutskever_sgd(
             params,

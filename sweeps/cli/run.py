@@ -124,6 +124,10 @@ def run_command(
     _prepare_data(spec, download)
     url = _storage_url(storage, spec.storage)
     _check_task(spec)
+    if spec.independent:
+        from sweeps.independent import launch_independent
+
+        launch = launch_independent  # one launch per optimizer's study, then its confirmation
     result = launch(
         spec,
         spec_path.resolve(),
@@ -158,6 +162,11 @@ def run_command(
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda:N.")
 @click.option("--population", metavar="K|auto", help=POPULATION_HELP)
 @click.option(
+    "--arm",
+    metavar="OPTIMIZER",
+    help='pairing = "independent" only: serve this optimizer\'s study (default: each in turn).',
+)
+@click.option(
     "--threads",
     type=int,
     help="torch threads for a CPU worker (default: the spec's, else its share of the cores).",
@@ -170,6 +179,7 @@ def worker_command(
     name: str | None,
     device: str,
     population: str | None,
+    arm: str | None,
     threads: int | None,
     download: bool,
 ) -> None:
@@ -197,9 +207,22 @@ def worker_command(
         )
         _check_task(spec)
         _prepare_data(spec, download)
-        summary = run_worker(
-            spec, storage, n_trials=n_trials, device=device, population=spec.population
-        )
+        if arm is not None and (not spec.independent or arm not in spec.optimizers):
+            raise SweepUsageError(
+                f"--arm {arm!r} names no optimizer of an independent sweep; the spec's"
+                f" optimizers are {', '.join(spec.optimizers)} and its pairing is"
+                f" {'independent' if spec.independent else spec.pairing!r}."
+            )
+        if spec.independent:
+            from sweeps.independent import run_independent_worker
+
+            summary = run_independent_worker(
+                spec, storage, arms=(arm,) if arm else None, device=device
+            )
+        else:
+            summary = run_worker(
+                spec, storage, n_trials=n_trials, device=device, population=spec.population
+            )
     click.echo(
         f"Worker done: {summary.complete} complete, {summary.pruned} pruned,"
         f" {summary.failed} failed.",

@@ -9,8 +9,10 @@ every trial is trained in one population per batch size
 
 * after each epoch, the metrics of all members go to storage in ONE write
   (``write_epochs``: one transaction for the whole population);
-* each trial's first ``source`` run reports its objective to Optuna (all trials' reports of
-  an epoch in one transaction, :mod:`~sweeps.population.reporting`); when the pruner
+* each trial's first ``source`` run reports the mean over seeds of its source runs'
+  objective to Optuna (every seed trains in the same population epoch;
+  :mod:`sweeps.dashboard`), all trials' reports of an epoch in one transaction
+  (:mod:`~sweeps.population.reporting`); when the pruner
   stops the trial, all of that trial's runs leave the population at once (the others
   continue undisturbed) and are recorded ``PRUNED``;
 * a diverged run is a result (``COMPLETE``, ``inf``, ``diverged at step k``), as in
@@ -35,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeps.dashboard import SeedMeanCurve, arm_attributes
 from sweeps.lifecycle import SUPERSEDED, TrialEnd, retry_history
 from sweeps.objective import RUNS_ATTR, WORKER_ATTR, RunRecorder
 from sweeps.pairing import PlannedRun, plan_runs
@@ -60,6 +63,7 @@ class _Trial:
     run_ids: list[int]
     summaries: list[dict[str, Any]] = field(default_factory=list)
     reporter: PlannedRun | None = None
+    curve: SeedMeanCurve = field(default_factory=lambda: SeedMeanCurve(()))
     pruned: optuna.TrialPruned | None = None
     failure: str | None = None
     finished: set[int] = field(default_factory=set)
@@ -152,6 +156,7 @@ class PopulationObjective:
         ]
         entry = _Trial(trial, runs, run_ids)
         entry.reporter = runs[0] if runs and runs[0].role == "source" else None
+        entry.curve = SeedMeanCurve(run.seed for run in runs if run.role == "source")
         for run in runs:
             if not run.trainable:
                 entry.summaries.append({**_summary(run), "state": "FAIL", "value": None})
@@ -164,11 +169,16 @@ class PopulationObjective:
         def on_population_epoch(results: Mapping[int, EpochResult]) -> None:
             self.write_epochs([(group[i][2], result) for i, result in results.items()])
             reported: list[tuple[_Trial, EpochResult, float]] = []
-            for index, result in results.items():
+            for index, result in results.items():  # every seed of a trial trains this epoch
                 entry, run, _ = group[index]
                 value = result.metrics.get(objective)
-                if run is entry.reporter and value is not None and math.isfinite(value):
-                    reported.append((entry, result, float(value)))
+                if run.role == "source" and value is not None:
+                    entry.curve.add(run.seed, result.epoch, float(value))
+            for index, result in results.items():
+                entry, run, _ = group[index]
+                mean = entry.curve.mean(result.epoch)  # sweeps.dashboard: the trial's quantity
+                if run is entry.reporter and mean is not None:
+                    reported.append((entry, result, mean))
             report_all([(entry.trial, result.epoch, value) for entry, result, value in reported])
             if self._prunes and reported:
                 self._decide_pruning(reported)
@@ -243,6 +253,8 @@ class PopulationObjective:
 
     def _end(self, entry: _Trial) -> TrialEnd:
         entry.trial.set_user_attr(RUNS_ATTR, entry.summaries)
+        for key, mean in arm_attributes(entry.summaries).items():
+            entry.trial.set_user_attr(key, mean)
         if entry.failure is not None:
             return TrialEnd(entry.trial, TrialState.FAIL, failure=entry.failure)
         if entry.pruned is not None:

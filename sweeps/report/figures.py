@@ -16,8 +16,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -39,9 +41,12 @@ from sweeps.report.data import (
     ReportData,
     learning_curves,
 )
+from sweeps.report.roles import ROLE_LINESTYLES, role_colour, role_word
 
 DPI = 100
-ROLE_STYLES = {"source": "-", "naive": ":", "converted": "--", "origin": "-"}
+ROLE_STYLES = {**ROLE_LINESTYLES, "origin": "-"}
+#: Markers tell the two optimizers apart where colours tell the roles apart.
+OPTIMIZER_MARKERS = {"pytorch": "o", "sutskever": "s"}
 
 
 @dataclass(frozen=True)
@@ -161,11 +166,11 @@ def draw_learning_curves(
     """The objective per epoch of the bests and of the transfers of the best."""
     figure, ax = plt.subplots(figsize=(8, 4.4), layout="constrained")
     shown: list[tuple[str, Configuration]] = [
-        (f"{_label(o)} best (trial {c.trial}{', its naive runs' if c.role == 'naive' else ''})", c)
+        (f"{role_word(c.role)}: {_label(o)} best (trial {c.trial})", c)
         for o, c in sorted(family.comparison.best.items())
     ]
     for transfer in family.transfers:
-        for kind, run in (("naive", transfer.naive), ("converted", transfer.converted)):
+        for run in (transfer.naive, transfer.converted):
             already = (
                 any(
                     (c.optimizer, c.role, c.trial) == (run.optimizer, run.role, run.trial)
@@ -174,19 +179,19 @@ def draw_learning_curves(
                 if run is not None
                 else True
             )
-            if run is not None and run.role != "source" and not already:
+            if run is not None and not already:
                 shown.append(
                     (
-                        f"{_label(transfer.origin.optimizer)} best → {kind} in"
+                        f"{role_word(run.role)}: {_label(transfer.origin.optimizer)} best in"
                         f" {_label(run.optimizer)}",
                         run,
                     )
                 )
-    for index, (label, config) in enumerate(shown):
+    for label, config in shown:
         curves = learning_curves(metrics, config, data.objective)
         if curves.empty:
             continue
-        colour = f"C{index}"
+        colour = role_colour(config.role)
         for _, seed_curve in curves.groupby("seed"):
             ax.plot(seed_curve["epoch"], seed_curve["value"], c=colour, alpha=0.25, lw=0.8)
         mean = curves.groupby("epoch")["value"].mean()
@@ -195,6 +200,8 @@ def draw_learning_curves(
             mean.to_numpy(),
             ROLE_STYLES.get(config.role, "-"),
             c=colour,
+            marker=OPTIMIZER_MARKERS.get(config.optimizer),
+            markersize=4,
             lw=2,
             label=label,
         )
@@ -213,7 +220,8 @@ def draw_learning_curves(
         out,
         f"{family.schedule_family}: learning curves",
         f"{data.objective} per epoch. Thick lines are means over seeds, thin lines single"
-        " seeds; dotted is the naive transfer, dashed the exact conversion.",
+        " seeds. Colours are roles (blue: source, orange, dotted: naive port, green, dashed:"
+        " converted); circles mark PyTorch SGD, squares Sutskever SGD.",
     )
 
 
@@ -258,15 +266,18 @@ def _recipe_series(config: Configuration, runs: pd.DataFrame) -> list[PerStepSer
     conversion = convert(recipe, to=other)
     return [
         PerStepSeries(
-            f"{_label(config.optimizer)} (source; the naive port uses the same numbers)",
+            f"{role_word('source')}: {_label(config.optimizer)} (the naive port uses the same"
+            " numbers)",
             recipe.lr_per_step(),
             recipe.momentum_per_step(),
+            colour=role_colour("source"),
         ),
         PerStepSeries(
-            f"{_label(other)}, converted ({conversion.verdict})",
+            f"{role_word('converted')}: {_label(other)} ({conversion.verdict})",
             np.asarray(conversion.lr, dtype=np.float64),
             np.asarray(conversion.momentum, dtype=np.float64),
             "--",
+            colour=role_colour("converted"),
         ),
     ]
 
@@ -287,10 +298,11 @@ def _metric_series(configs: list[Configuration], metrics: pd.DataFrame) -> list[
         n = min(len(lr_values), len(momentum_values))
         series.append(
             PerStepSeries(
-                f"{_label(config.optimizer)} ({config.role})",
+                f"{role_word(config.role)}: {_label(config.optimizer)}",
                 lr_values[:n],
                 momentum_values[:n],
                 ROLE_STYLES.get(config.role, "-"),
+                colour=role_colour(config.role),
             )
         )
     return series
@@ -309,7 +321,9 @@ def draw_per_step_values(
     else:
         origin = transfer.origin
         related = [c for c in (origin, transfer.naive, transfer.converted) if c is not None]
-    series = _recipe_series(origin, data.runs)
+    # A plateau schedule's lr is known only from what the runs recorded.
+    reactive = family.schedule_family == "plateau"
+    series = None if reactive else _recipe_series(origin, data.runs)
     unit = "optimizer step t"
     if series is None:
         series = _metric_series(related, metrics)
@@ -328,15 +342,31 @@ def draw_per_step_values(
         out,
         f"{family.schedule_family}: per-step lr, momentum, effective step",
         "The learning rate, momentum and effective step size lr/(1-μ) the optimizers used."
-        " The naive port runs the source's numbers in the other family; the converted run"
-        " follows the exact conversion, whose momentum jumps where the lr changes.",
+        + (
+            " With a plateau schedule these are what each run recorded per epoch (constant"
+            " within an epoch): every run cuts its own lr, and the converted run keeps the"
+            " source's values while correct_momentum rescales its state at each cut."
+            if reactive
+            else " The naive port runs the source's numbers in the other family; the converted"
+            " run follows the exact conversion, whose momentum jumps where the lr changes."
+        ),
     )
 
 
 def draw_report_figures(
-    data: ReportData, metrics: pd.DataFrame, out_dir: Path
+    data: ReportData,
+    metrics: pd.DataFrame,
+    out_dir: Path,
+    *,
+    spec: Mapping[str, Any] | None = None,
+    device: str = "cpu",
 ) -> dict[str, list[FigureFile]]:
-    """Draw every figure into ``out_dir``; returns them by schedule family, in order."""
+    """Draw every figure into ``out_dir``; returns them by schedule family, in order.
+
+    A ``plateau`` family adds its cut epochs and, given the sweep's ``spec`` (its task),
+    the dynamics around each cut of the best configuration, trained again on ``device``
+    (:mod:`sweeps.report.plateau`).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     figures: dict[str, list[FigureFile]] = {}
     for family in data.families:
@@ -346,5 +376,28 @@ def draw_report_figures(
             draw_learning_curves(family, data, metrics, out_dir / f"curves_{stem}.png"),
             draw_per_step_values(family, data, metrics, out_dir / f"per_step_{stem}.png"),
         ]
+        if family.schedule_family == "plateau":
+            drawn += _plateau_figures(family, data, metrics, out_dir, spec, device)
         figures[family.schedule_family] = [f for f in drawn if f is not None]
     return figures
+
+
+def _plateau_figures(
+    family: FamilyResult,
+    data: ReportData,
+    metrics: pd.DataFrame,
+    out_dir: Path,
+    spec: Mapping[str, Any] | None,
+    device: str,
+) -> list[FigureFile | None]:
+    from sweeps.report import plateau
+
+    drawn = [plateau.draw_cut_epochs(family, metrics, out_dir / "cuts_plateau.png")]
+    origin = next((t.origin for t in family.transfers if t.origin.role == "source"), None)
+    if spec is None or origin is None or "hp_steps_per_epoch" not in data.runs:
+        return drawn
+    traces = plateau.trace_best_configuration(spec, data.runs, origin, device)
+    steps_per_epoch = data.runs[data.runs["trial"] == origin.trial]["hp_steps_per_epoch"].iloc[0]
+    path = out_dir / "around_cuts_plateau.png"
+    drawn.append(plateau.draw_around_cuts(family, traces, int(steps_per_epoch), path))
+    return drawn

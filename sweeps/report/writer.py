@@ -30,6 +30,7 @@ from storage import records
 from storage.engine import create_engine, session_factory, unavailable_as_storage_error
 from storage.errors import SweepNotFoundError
 from storage.models import Sweep
+from sweeps.report.caveats import with_caveats
 from sweeps.report.data import (
     DIVERGED_CSV,
     Direction,
@@ -92,16 +93,21 @@ def write_report(
     try:
         with unavailable_as_storage_error(engine.url):
             sweep_id, spec = _stored_sweep(engine, sweep)
+        if spec.get("pairing") == "independent":  # one study per optimizer: tuned vs tuned
+            from sweeps.report.tuned_writer import write_tuned_report
+
+            return write_tuned_report(engine, sweep, sweep_id, spec, out_dir)
         objective, direction = _objective(spec)
         trials = _plain(queries.trials_frame(engine, sweep))
         data = build_report_data(trials, sweep=sweep, objective=objective, direction=direction)
         if run_missing and run_missing_pairs(engine, sweep, data, device=device):
             trials = _plain(queries.trials_frame(engine, sweep))
             data = build_report_data(trials, sweep=sweep, objective=objective, direction=direction)
+        data = with_caveats(data, spec)
         metrics = _plain(queries.metrics_frame(engine, sweep))
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        figures = draw_report_figures(data, metrics, out)
+        figures = draw_report_figures(data, metrics, out, spec=spec, device=device)
         summary_frame(data).to_csv(out / "summary.csv", index=False)
         _json_cells(diverged_runs(data.runs)).to_csv(out / DIVERGED_CSV, index=False)
         (out / "report.md").write_text(render_markdown(data, figures), encoding="utf-8")

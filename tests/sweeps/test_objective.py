@@ -111,8 +111,12 @@ def test_pruned_trial_records_its_run_pruned_and_skips_the_rest():
     study = optuna.create_study(pruner=AlwaysPrune())
     study.optimize(objective, n_trials=1)
     assert study.trials[0].state is optuna.trial.TrialState.PRUNED
-    assert [r["state"] for r in recorder.runs.values()] == ["PRUNED"]
-    assert recorder.runs[1]["value"] is not None
+    # The last source run reports the mean over both seeds, so it is the one pruned.
+    assert [(r["role"], r["seed"], r["state"]) for r in recorder.runs.values()] == [
+        ("source", 0, "COMPLETE"),
+        ("source", 1, "PRUNED"),
+    ]
+    assert recorder.runs[2]["value"] is not None
 
 
 def test_diverged_run_is_a_complete_result_with_inf_and_the_step():

@@ -209,7 +209,8 @@ def test_one_cycle_lr_momentum_cycling_is_followed_like_form_s() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("path", sorted(PATHS))
 def test_cuda_matches_form_s(path: str) -> None:
-    problem = make_problem(4, steps=150, n_groups=2, nesterov=True, zero_lr_every=11)
+    problem = make_problem(4, steps=150, n_groups=2, nesterov=True, zero_lr_every=11,
+                           zero_momentum_every=7)  # fmt: skip
     groups = param_groups(problem)
     for group in groups:
         group["params"] = [torch.nn.Parameter(p.detach().cuda()) for p in group["params"]]

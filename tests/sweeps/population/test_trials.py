@@ -130,8 +130,10 @@ def test_population_of_trials_records_and_tells_what_sequential_trials_do() -> N
     expected, got = sequential.by_key(), together.by_key()
     for key, (run, epochs) in got.items():
         assert run["state"] != "RUNNING", key
-        if key not in expected:  # the pruned trial's later runs never start when sequential
-            assert key[0] == 1
+        if key[0] == 1:
+            # Pruned. Sequentially the last source run reports (the mean over seeds), so
+            # seed 0 completes first and the later runs never start; together, every seed
+            # trains in the same epoch and all the trial's runs leave at its first report.
             assert run["state"] == "PRUNED"
             continue
         want_run, want_epochs = expected[key]
@@ -140,6 +142,21 @@ def test_population_of_trials_records_and_tells_what_sequential_trials_do() -> N
         assert len(epochs) == len(want_epochs), key
         for have, want in zip(epochs, want_epochs, strict=True):
             assert have == pytest.approx(want, rel=1e-4, abs=1e-7), key
+    # What optuna-dashboard shows (sweeps.dashboard): the intermediate values are the mean
+    # over both seeds' source val_loss per epoch, and each arm's mean is a user attribute.
+    stored = {t.number: t for t in study.get_trials()}
+    for number in (0, 3):
+        seed_curves = [got[(number, "source", seed)][1] for seed in (0, 1)]
+        curve = {
+            epoch: (a["val_loss"] + b["val_loss"]) / 2
+            for epoch, (a, b) in enumerate(zip(*seed_curves, strict=True), start=1)
+        }
+        assert stored[number].intermediate_values == pytest.approx(curve, rel=1e-12)
+        attrs = ends[number].trial.user_attrs
+        assert attrs["value:source"] == pytest.approx(ends[number].value, rel=1e-12)
+        for role in ("naive", "converted"):
+            finals = [got[(number, role, seed)][1][-1]["val_loss"] for seed in (0, 1)]
+            assert attrs[f"value:{role}"] == pytest.approx(sum(finals) / 2, rel=1e-12)
     # One write per epoch for the whole population (3 epochs; the pruned trial leaves at 1).
     assert len(written) == 3
     assert written[0] > written[1]

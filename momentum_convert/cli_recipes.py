@@ -121,32 +121,47 @@ def recipe_group() -> None:
 
 
 @recipe_group.command("list")
+@click.option("--framework", help="Only recipes run with this code (caffe, gluoncv, timm, ...).")
+@click.option("--convention", help="Only recipes written in this convention (caffe, pytorch, ...).")
+@click.option("--dataset", help="Only recipes trained on this data set (imagenet, cifar10, ...).")
 @click.option(
     "--format", "output", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
 @click.option("--debug", is_flag=True, hidden=True, expose_value=False)
-def recipe_list(output: str) -> None:
-    """List the catalog: name, what was trained, convention, batch, epochs, source."""
+def recipe_list(
+    framework: str | None, convention: str | None, dataset: str | None, output: str
+) -> None:
+    """List the catalog: name, what was trained, framework, convention, data set, batch, epochs.
+
+    \b
+    momentum-convert recipe list --framework detectron2
+    momentum-convert recipe list --convention caffe --dataset cifar10
+    """
+    entries = catalog.select(framework=framework, convention=convention, dataset=dataset)
     if output == "json":
-        click.echo(json.dumps([entry.describe() for entry in catalog.ENTRIES.values()], indent=2))
+        click.echo(json.dumps([entry.describe() for entry in entries], indent=2))
         return
     from momentum_convert.cli import _console
 
     table = Table(title="Published recipes", title_justify="left")
-    for column in ("name", "recipe", "convention", "lr", "momentum", "batch", "epochs"):
-        table.add_column(column)
-    for entry in catalog.ENTRIES.values():
+    table.add_column("name", no_wrap=True)
+    table.add_column("recipe", overflow="fold")
+    for column in ("framework", "convention", "data set", "lr", "momentum", "batch", "epochs"):
+        table.add_column(column, no_wrap=True)
+    for entry in entries:
         epochs = "—" if entry.epochs is None else f"{entry.epochs:.4g}"
         table.add_row(
             entry.name,
             entry.title,
-            entry.convention,
+            entry.framework,
+            entry.convention + (" (Nesterov)" if entry.nesterov else ""),
+            entry.dataset,
             f"{entry.lr:g}",
             f"{entry.momentum:g}",
             str(entry.batch_size),
             epochs,
         )
-    _console().print(table)
+    _console(150).print(table)
 
 
 @recipe_group.command("show")

@@ -287,9 +287,7 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
     return kwargs
 
 
-def _rdb_storage(
-    url: str, settings: StudySettings, stale: StaleTrialCallback
-) -> RDBStorage:
+def _rdb_storage(url: str, settings: StudySettings, stale: StaleTrialCallback) -> RDBStorage:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         storage = RDBStorage(

@@ -3,9 +3,16 @@
 Each importer reads its format into a dataclass of the source's own fields
 (:class:`~momentum_convert.importers.caffe.CaffeSolver`,
 :class:`~momentum_convert.importers.keras.KerasSGDConfig`,
-:class:`~momentum_convert.importers.args.FrameworkArgs`), then maps those to a
+:class:`~momentum_convert.importers.args.FrameworkArgs`,
+:class:`~momentum_convert.importers.detectron.DetectronSolver`, ...), then maps those to a
 :class:`~momentum_convert.recipe.Recipe` in the framework's convention, with the schedule
-evaluated at the framework's own step index. :func:`load` picks the importer by kind.
+evaluated at the framework's own step index (the model-zoo importers, one module per
+framework, evaluate it with the framework's own rule into an
+:class:`~momentum_convert.importers.imported.Evaluated` schedule), and reports the
+parameter groups the framework trains with other factors as
+:class:`~momentum_convert.importers.imported.ParameterGroup`. Python configs are read by
+:mod:`~momentum_convert.importers.pyconfig`, never executed. :func:`load` picks the
+importer by kind.
 """
 
 from __future__ import annotations
@@ -56,10 +63,22 @@ def load(
     iterations, or derive the epoch length from the file, and ignore it).
 
     Raises:
-        RecipeError: an unknown kind, or a file the importer refuses (the message names
-            the field).
+        RecipeError: an unknown kind, a file that is not UTF-8 text, or a file the importer
+            refuses (the message names the field).
         OSError: the file cannot be read.
     """
+    try:
+        return _load(kind, path, steps, steps_per_epoch)
+    except UnicodeDecodeError as exc:
+        raise RecipeError(
+            f"{Path(path).name}: not a text file (byte {exc.start} is not UTF-8); give the"
+            f" {kind} file itself."
+        ) from None
+
+
+def _load(
+    kind: str, path: str | Path, steps: int | None, steps_per_epoch: int | None
+) -> ImportedRecipe:
     if kind == "caffe":
         return caffe.load(path, steps=steps)
     if kind == "keras":

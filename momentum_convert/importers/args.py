@@ -343,6 +343,7 @@ def to_recipe(
         steps = 1000
         notes.append("the arguments do not say how long training runs: 1000 steps shown;"
                      " give --steps.")  # fmt: skip
+    steps = fields.step_count(steps, source)
     if args.ignored:
         notes.append(
             f"ignored arguments that {args.kind} SGD does not take: {', '.join(args.ignored)}."

@@ -274,6 +274,7 @@ def to_recipe(
                 f"{source}: max_iter is missing, so the number of steps is unknown; give --steps."
             )
         steps = solver.max_iter
+    steps = fields.step_count(steps, source)
     recipe = Recipe(
         convention="caffe",
         lr=solver.base_lr,
@@ -291,10 +292,23 @@ def to_recipe(
             f" {solver.iter_size} times larger (or accumulate and average) in the target."
         )
     if solver.clip_gradients is not None and solver.clip_gradients >= 0:
-        notes.append(
-            f"clip_gradients {solver.clip_gradients:g}: Caffe rescales the gradient to this"
-            " global L2 norm before the update; use torch.nn.utils.clip_grad_norm_."
-        )
+        # sgd_solver.cpp ApplyUpdate: ClipGradients() on the diff that Solver::Step summed
+        # over iter_size forward/backward passes, then Normalize() divides it by iter_size.
+        clip, n = solver.clip_gradients, solver.iter_size
+        if n > 1:
+            notes.append(
+                f"clip_gradients {clip:g} with iter_size {n}: Caffe clips the global L2 norm of"
+                f" the sum of the {n} accumulated gradients to {clip:g} and then divides by {n};"
+                f" with a batch {n} times larger (the mean gradient) that is"
+                f" torch.nn.utils.clip_grad_norm_(params, {clip / n:g}), i.e. clip_gradients /"
+                " iter_size, before optimizer.step()."
+            )
+        else:
+            notes.append(
+                f"clip_gradients {clip:g}: Caffe rescales the gradient to this global L2 norm"
+                f" before weight decay and the update; use"
+                f" torch.nn.utils.clip_grad_norm_(params, {clip:g}) before optimizer.step()."
+            )
     if solver.ignored:
         notes.append(
             f"ignored fields that are not Caffe solver fields: {', '.join(solver.ignored)}."

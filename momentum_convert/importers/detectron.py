@@ -2,7 +2,7 @@
 correction Detectron applies itself (``SOLVER.SCALE_MOMENTUM``).
 
 Caffe2's ``MomentumSGDUpdate`` (pytorch/pytorch ``caffe2/sgd/momentum_sgd_op.h``,
-``momentum_sgd_update``) is Form S with the history ``h = -v`` (REFERENCE.md)::
+``momentum_sgd_update``) is Form S (lr inside the velocity) with the history ``h = -v``::
 
     h_t = μ h_{t-1} + η_t ĝ_t        w_t = w_{t-1} - h_t
 
@@ -150,6 +150,8 @@ def parse_solver(obj: Any, source: str) -> DetectronSolver:
         raise RecipeError(
             f"{where}: WARM_UP_METHOD {values['WARM_UP_METHOD']!r} is not constant or linear."
         )
+    if values["LR_POLICY"] == "exp_decay" and values["GAMMA"] == 0:
+        raise RecipeError(f"{where}: exp_decay takes log(GAMMA); GAMMA must be > 0.")
     values["STEPS"] = [fields.integer(s, "STEPS", where) for s in values["STEPS"] or []]
     values["LRS"] = [fields.non_negative(v, "LRS", where) for v in values["LRS"] or []]
     if values["LR_POLICY"] in ("steps_with_decay", "steps_with_lrs"):
@@ -167,7 +169,7 @@ def parse_solver(obj: Any, source: str) -> DetectronSolver:
 def to_recipe(obj: Any, source: str, steps: int | None = None) -> ImportedRecipe:
     """Map a Detectron config to a ``caffe`` recipe (Caffe2's history form)."""
     solver = parse_solver(obj, source)
-    steps = solver["MAX_ITER"] if steps is None else steps
+    steps = fields.step_count(solver["MAX_ITER"] if steps is None else steps, source)
     lr = solver.learning_rates(steps)
     momentum = solver.momentum_per_step(lr)
     corrected = int(np.count_nonzero(momentum != solver["MOMENTUM"]))

@@ -30,9 +30,7 @@ trainer steps it after each ``optimizer.step()``, so iteration ``t`` (from 1) us
 from __future__ import annotations
 
 import ast
-import bisect
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +42,7 @@ from momentum_convert.importers import fields
 from momentum_convert.importers.args import read_mapping
 from momentum_convert.importers.imported import Evaluated, ImportedRecipe, ParameterGroup
 from momentum_convert.recipe import Recipe
+from momentum_convert.schedule_base import FloatArray
 
 #: ``detectron2/config/defaults.py`` ``_C.SOLVER`` defaults for the optimizer's fields.
 SOLVER_DEFAULTS: dict[str, Any] = {
@@ -83,50 +82,51 @@ class Detectron2Solver:
     def __getitem__(self, key: str) -> Any:
         return dict(self.values)[key]
 
-    def multiplier(self) -> Callable[[float], float]:
-        """The fvcore scheduler (before warmup) as ``where -> multiplier``."""
+    def multiplier(self, where: FloatArray) -> FloatArray:
+        """The fvcore scheduler (before warmup) at each ``where`` in [0, 1]."""
         name, top, gamma = self["LR_SCHEDULER_NAME"], self["MAX_ITER"], self["GAMMA"]
         if name == "WarmupCosineLR":
             end = self["BASE_LR_END"] / self["BASE_LR"]
-            return lambda w: end + 0.5 * (1.0 - end) * (1 + math.cos(math.pi * w))
+            return end + 0.5 * (1.0 - end) * (1 + np.cos(math.pi * where))
         if name == "WarmupMultiStepLR":
             milestones = [s for s in self["STEPS"] if s <= top]
-            values = [gamma**k for k in range(len(milestones) + 1)]
-        else:
-            values = [1.0]
-            for _ in range(self["NUM_DECAYS"]):
-                values.append(values[-1] * gamma)
-            return lambda w: values[int((w + WHERE_EPSILON) * len(values))]
+            values = np.array([gamma**k for k in range(len(milestones) + 1)])
+            epoch = np.floor((where + WHERE_EPSILON) * top)  # int() of a positive number
+            return values[np.searchsorted(np.asarray(milestones, dtype=np.float64), epoch, "right")]
+        steps = [1.0]
+        for _ in range(self["NUM_DECAYS"]):
+            steps.append(steps[-1] * gamma)
+        index = np.floor((where + WHERE_EPSILON) * len(steps)).astype(np.int64)
+        # (clipped only where the warmup's part of the composite is used instead)
+        return np.asarray(steps)[np.clip(index, 0, len(steps) - 1)]
 
-        def multistep(where: float) -> float:
-            epoch = int((where + WHERE_EPSILON) * top)
-            return values[bisect.bisect_right(milestones, epoch)]
-
-        return multistep
-
-    def multiplier_at(self, where: float) -> float:
-        """``WarmupParamScheduler(...)(where)``."""
-        inner = self.multiplier()
+    def multiplier_at(self, where: FloatArray) -> FloatArray:
+        """``WarmupParamScheduler(...)(where)``: a ``CompositeParamScheduler`` of the warmup
+        (lengths ``[L, 1 - L]``, the first part while ``where + 1e-6 <= L``) and the rest."""
         top = self["MAX_ITER"]
         length = min(self["WARMUP_ITERS"] / top, 1.0)
         rescale = self["RESCALE_INTERVAL"]
-        start = self["WARMUP_FACTOR"] * inner(0.0)
-        if where + WHERE_EPSILON <= length or length >= 1.0:
-            if self["WARMUP_METHOD"] == "constant":
-                return start
-            end = inner(0.0) if rescale else inner(length)
-            part = where / length
-            return end * part + start * (1 - part)
-        if rescale:
-            return inner((where - length) / (1 - length))
-        return inner(where)
+        zero = float(self.multiplier(np.zeros(1))[0])
+        start = self["WARMUP_FACTOR"] * zero
+        if self["WARMUP_METHOD"] == "constant":
+            warm = np.full(where.shape, start)
+        else:
+            end = zero if rescale else float(self.multiplier(np.array([length]))[0])
+            part = where / length if length > 0 else np.zeros(where.shape)
+            warm = end * part + start * (1 - part)
+        rest_length = 1.0 - length
+        if rescale and rest_length > 0:
+            begin = (length + rest_length) - rest_length  # fvcore: running_total - length
+            rest = self.multiplier((where - begin) / rest_length)
+        else:
+            rest = self.multiplier(where)
+        in_warmup = (where + WHERE_EPSILON <= length) | (length >= 1.0)
+        return np.where(in_warmup, warm, rest)
 
-    def learning_rates(self, steps: int) -> np.ndarray:
+    def learning_rates(self, steps: int) -> FloatArray:
         """``BASE_LR·multiplier((t - 1)/MAX_ITER)`` for ``t = 1..steps``."""
-        top = self["MAX_ITER"]
-        return np.array(
-            [self["BASE_LR"] * self.multiplier_at(i / top) for i in range(steps)], dtype=np.float64
-        )
+        where = np.arange(steps, dtype=np.float64) / self["MAX_ITER"]
+        return self["BASE_LR"] * self.multiplier_at(where)
 
 
 def _literal(value: Any) -> Any:
@@ -156,6 +156,23 @@ def read_config(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if not isinstance(given, dict):
         raise RecipeError(f"{path.name}: SOLVER must be a mapping, got {given!r}.")
     return {**solver, **{k: _literal(v) for k, v in given.items()}}
+
+
+def _check_milestones(steps: tuple[int, ...], max_iter: int, where: str) -> None:
+    """What fvcore's ``MultiStepParamScheduler`` refuses for the ``STEPS <= MAX_ITER`` that
+    ``build_lr_scheduler`` keeps: milestones must rise strictly from above 0 to below
+    ``MAX_ITER``, and ``MAX_ITER`` must exceed their count."""
+    kept = [s for s in steps if s <= max_iter]
+    previous = 0
+    for step in kept:
+        if step >= max_iter or step <= previous:
+            raise RecipeError(
+                f"{where}: STEPS must rise strictly, from above 0 to below MAX_ITER {max_iter}"
+                f" (fvcore's MultiStepParamScheduler refuses {step}), got {list(steps)}."
+            )
+        previous = step
+    if max_iter < len(kept) + 1:
+        raise RecipeError(f"{where}: MAX_ITER must exceed the number of STEPS, got {max_iter}.")
 
 
 def parse_solver(given: dict[str, Any], source: str) -> Detectron2Solver:
@@ -198,15 +215,54 @@ def parse_solver(given: dict[str, Any], source: str) -> Detectron2Solver:
         raise RecipeError(
             f"{where}: BASE_LR_END must be in [0, BASE_LR], got {values['BASE_LR_END']!r}."
         )
+    if values["LR_SCHEDULER_NAME"] == "WarmupCosineLR" and values["BASE_LR"] == 0:
+        raise RecipeError(
+            f"{where}: WarmupCosineLR divides BASE_LR_END by BASE_LR; BASE_LR must be > 0."
+        )
+    if values["LR_SCHEDULER_NAME"] == "WarmupMultiStepLR":
+        _check_milestones(values["STEPS"], values["MAX_ITER"], where)
+    if (
+        values["LR_SCHEDULER_NAME"] == "WarmupStepWithFixedGammaLR"
+        and values["WARMUP_ITERS"] >= values["MAX_ITER"]
+        and not values["RESCALE_INTERVAL"]
+    ):
+        raise RecipeError(
+            f"{where}: WarmupStepWithFixedGammaLR with WARMUP_ITERS >= MAX_ITER (and no"
+            " RESCALE_INTERVAL) cannot be built: its warmup ends at where = 1, past the last of"
+            " fvcore's step values."
+        )
     if values["NESTEROV"] and values["MOMENTUM"] == 0:
         raise RecipeError(f"{where}: NESTEROV needs MOMENTUM > 0 (torch.optim.SGD refuses it).")
     return Detectron2Solver(tuple(values.items()), unknown)
 
 
+def _clipping_note(clip: dict[str, Any], source: str) -> str:
+    """``maybe_add_gradient_clipping`` (``solver/build.py``): ``_create_gradient_clipper``
+    clips **each parameter** before ``optimizer.step()`` (``per_param_clipper``), by value
+    (``clip_grad_value_``) or by norm (``clip_grad_norm_(p, CLIP_VALUE, NORM_TYPE)``)."""
+    where = f"{source} SOLVER.CLIP_GRADIENTS"
+    kind = clip.get("CLIP_TYPE", "value")
+    value = fields.non_negative(clip.get("CLIP_VALUE", 1.0), "CLIP_VALUE", where)
+    if kind == "value":
+        return (
+            f"SOLVER.CLIP_GRADIENTS: detectron2 clips every gradient element to [-{value:g},"
+            f" {value:g}] before the step; use torch.nn.utils.clip_grad_value_(params, {value:g})."
+        )
+    if kind == "norm":
+        norm = fields.number(clip.get("NORM_TYPE", 2.0), "NORM_TYPE", where)
+        return (
+            f"SOLVER.CLIP_GRADIENTS: detectron2 clips the {norm:g}-norm of each parameter's"
+            f" gradient separately to {value:g} before the step: call"
+            f" torch.nn.utils.clip_grad_norm_(p, {value:g}, {norm:g}) for each parameter p, not"
+            " once for the model."
+        )
+    raise RecipeError(f"{where}: CLIP_TYPE must be value or norm, got {kind!r}.")
+
+
 def to_recipe(given: dict[str, Any], source: str, steps: int | None = None) -> ImportedRecipe:
     """Map ``SOLVER`` to a ``pytorch`` recipe with its bias and norm groups."""
     solver = parse_solver(given, source)
-    steps = solver["MAX_ITER"] if steps is None else steps
+    steps = fields.step_count(solver["MAX_ITER"] if steps is None else steps, source)
     lr = solver.learning_rates(steps)
     notes = [
         f"IMS_PER_BATCH {solver['IMS_PER_BATCH']} images per iteration"
@@ -220,9 +276,7 @@ def to_recipe(given: dict[str, Any], source: str, steps: int | None = None) -> I
     ]
     clip = solver["CLIP_GRADIENTS"]
     if isinstance(clip, dict) and clip.get("ENABLED"):
-        notes.append(
-            "SOLVER.CLIP_GRADIENTS is enabled: clip the gradients the same way in the target."
-        )
+        notes.append(_clipping_note(clip, source))
     if solver.unknown:
         notes.append(f"SOLVER fields that do not shape the optimizer: {', '.join(solver.unknown)}.")
     weight_decay = solver["WEIGHT_DECAY"]

@@ -72,3 +72,18 @@ def boolean(value: object, name: str, source: str) -> bool:
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
     raise RecipeError(f"{source}: {name} must be true or false, got {value!r}.")
+
+
+#: The most optimizer steps an import evaluates: each per-step array is 8 bytes a step, and
+#: a conversion holds several (20 million steps: about 160 MB each).
+MAX_STEPS = 20_000_000
+
+
+def step_count(steps: int, source: str) -> int:
+    """The number of steps a recipe covers, refused above :data:`MAX_STEPS`."""
+    if steps > MAX_STEPS:
+        raise RecipeError(
+            f"{source}: {steps:,} optimizer steps is more than an import evaluates"
+            f" ({MAX_STEPS:,}); give --steps N to convert the first N steps."
+        )
+    return steps

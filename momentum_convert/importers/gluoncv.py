@@ -136,14 +136,25 @@ def imagenet_rates(
         main = lr * np.power(factor, count)
     else:
         ratio = main_t / n
+        # (π·T)/N in GluonCV's order: near T = N the cosine's rounding is amplified.
         shape = {"linear": 1 - ratio, "poly": (1 - ratio) ** 2,
-                 "cosine": (1 + np.cos(math.pi * ratio)) / 2}[mode]  # fmt: skip
+                 "cosine": (1 + np.cos(math.pi * main_t / n)) / 2}[mode]  # fmt: skip
         main = lr * shape
     if warm_iters == 0:
         return main
     warm_t = np.clip(t, 0, warm_iters - 1)
     ramp = lr + (0.0 - lr) * (1 - warm_t / (warm_iters - 1)) if warm_iters > 1 else np.zeros_like(t)
     return np.where(t < warm_iters, ramp, main)
+
+
+def _updates_per_epoch(samples: int, batch: int, where: str) -> int:
+    """``samples // batch`` (the scripts drop the last partial batch), at least one."""
+    if samples < batch:
+        raise RecipeError(
+            f"{where}: a batch of {batch} (--batch-size × max(1, --num-gpus)) is larger than the"
+            f" {samples} training samples, so an epoch has no update."
+        )
+    return samples // batch
 
 
 def to_recipe(command: GluonCVCommand, source: str, steps: int | None = None) -> ImportedRecipe:
@@ -161,7 +172,7 @@ def to_recipe(command: GluonCVCommand, source: str, steps: int | None = None) ->
     if command.script == "train_imagenet.py":
         samples = fields.positive_integer(command.get("num-training-samples"),
                                           "--num-training-samples", where)  # fmt: skip
-        iters = samples // batch
+        iters = _updates_per_epoch(samples, batch, where)
         mode = command.get("lr-mode")
         if mode not in _MODES:
             raise RecipeError(
@@ -178,15 +189,25 @@ def to_recipe(command: GluonCVCommand, source: str, steps: int | None = None) ->
         else:
             decay = _epochs(command.get("lr-decay-epoch"), "--lr-decay-epoch", where)
         total = epochs * iters
-        steps = total if steps is None else steps
+        if 0 < warmup * iters < 2:
+            raise RecipeError(
+                f"{where}: a warmup needs at least 2 updates (LRScheduler divides by"
+                f" niters - 1), got {warmup * iters}."
+            )
+        if (epochs - warmup) * iters < 2 and mode != "step":
+            raise RecipeError(
+                f"{where}: --lr-mode {mode} needs at least 2 updates after the warmup"
+                " (LRScheduler divides by niters - 1)."
+            )
+        steps = fields.step_count(total if steps is None else steps, where)
         rates = imagenet_rates(lr, mode, epochs, warmup, iters, decay, factor, steps)
         label = (f"gluoncv LRSequential(warmup {warmup} epochs, {mode}, {epochs} epochs,"
                  f" {iters} iters/epoch)")  # fmt: skip
     else:
-        iters = CIFAR_TRAIN // batch
+        iters = _updates_per_epoch(CIFAR_TRAIN, batch, where)
         decay = _epochs(command.get("lr-decay-epoch"), "--lr-decay-epoch", where)
         total = epochs * iters
-        steps = total if steps is None else steps
+        steps = fields.step_count(total if steps is None else steps, where)
         epoch_of_step = np.arange(steps) // iters
         count = np.searchsorted(np.asarray(sorted(decay)), epoch_of_step, side="right")
         rates = lr * np.power(factor, count)

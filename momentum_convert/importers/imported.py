@@ -18,7 +18,7 @@ from momentum_convert.schedule_base import FloatArray
 class ParameterGroup:
     """Parameters that a framework trains with their own factors on the recipe's values.
 
-    The momentum map is per group (REFERENCE.md, edge case 5): a group whose learning rate
+    The momentum map is per group (docs/converter.md, edge cases): a group whose learning rate
     is ``lr_factor`` times the recipe's keeps the recipe's ratios ``η_t/η_(t-1)``, so the
     converted momentum is the same and only the learning rate is scaled.
 

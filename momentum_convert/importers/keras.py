@@ -317,6 +317,7 @@ def to_recipe(
             steps = 1000
             notes.append("the config does not say how long training runs: 1000 steps shown;"
                          " give --steps.")  # fmt: skip
+    steps = fields.step_count(steps, source)
     weight_decay = config.weight_decay or 0.0
     decoupled = config.keras3 or weight_decay > 0
     if config.clipping:

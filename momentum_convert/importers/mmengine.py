@@ -132,7 +132,7 @@ def parse_scheduler(entry: Any, epoch_length: int | None, source: str) -> MMEngi
         raise RecipeError(
             f"{source}: a param_scheduler entry must be dict(type=...), got {entry!r}."
         )
-    kind = entry.get("type")
+    kind = _type_name(entry.get("type"))
     if kind not in SCHEDULERS:
         raise RecipeError(
             f"{source}: param_scheduler type {kind!r} is not read; expected one of"
@@ -172,6 +172,14 @@ def parse_scheduler(entry: Any, epoch_length: int | None, source: str) -> MMEngi
         a["eta_min"] = 0.0
     if kind in ("LinearLR",) and not (0 <= a["start_factor"] <= 1 and 0 <= a["end_factor"] <= 1):
         raise RecipeError(f"{where}: start_factor and end_factor must be in [0, 1].")
+    zero = {"LinearLR": "start_factor", "ConstantLR": "factor"}.get(kind)
+    if zero is not None and a[zero] == 0:
+        raise RecipeError(
+            f"{where}: {zero} 0 makes mmengine's chained {kind} divide by zero; use a small"
+            " positive factor such as 0.001."
+        )
+    if kind == "ConstantLR" and a["factor"] > 1:
+        raise RecipeError(f"{where}: factor must be in (0, 1], got {a['factor']!r}.")
     if convert and by_epoch:
         if epoch_length is None:
             raise RecipeError(
@@ -248,6 +256,14 @@ def read_config(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     return _merge(merged, values)
 
 
+def _type_name(value: Any) -> Any:
+    """``type='SGD'`` in a text config, ``type=SGD`` (an imported class, which this reader
+    does not evaluate) in an mmengine pure-Python config: the class name either way."""
+    if isinstance(value, pyconfig.Opaque):
+        return value.text.rsplit(".", 1)[-1]
+    return value
+
+
 def _optimizer(config: dict[str, Any], source: str) -> tuple[dict[str, Any], dict[str, Any]]:
     wrapper = config.get("optim_wrapper")
     if isinstance(wrapper, dict):
@@ -258,7 +274,7 @@ def _optimizer(config: dict[str, Any], source: str) -> tuple[dict[str, Any], dic
         raise RecipeError(
             f"{source}: no optim_wrapper.optimizer dict; an mmengine config needs one."
         )
-    if optimizer.get("type") != "SGD":
+    if _type_name(optimizer.get("type")) != "SGD":
         raise RecipeError(
             f"{source}: optimizer type {optimizer.get('type')!r} is not SGD; only SGD converts."
         )
@@ -331,6 +347,7 @@ def to_recipe(
         raise RecipeError(
             f"{source}: by_epoch schedulers need --steps-per-epoch (len(train_dataloader))."
         )
+    steps = fields.step_count(steps, source)
     rates = learning_rates(lr, schedulers, steps, steps_per_epoch)
     label = "mmengine " + " + ".join(s.kind for s in schedulers) if schedulers else "constant"
     if steps_per_epoch is not None:

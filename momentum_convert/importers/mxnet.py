@@ -1,7 +1,7 @@
 """MXNet: the ``example/image-classification`` training arguments and the ``mx.lr_scheduler``
 classes, evaluated at the update count MXNet passes them.
 
-MXNet's SGD is Form S (REFERENCE.md), lr inside the velocity, with coupled weight decay
+MXNet's SGD is Form S (lr inside the velocity), with coupled weight decay
 (apache/mxnet ``python/mxnet/optimizer/sgd.py`` ``SGD.step``; ``nag.py`` ``NAG.step`` for
 Nesterov; the 1.x ``optimizer.py`` ``SGD.update`` runs the same ``sgd_mom_update`` kernel)::
 
@@ -22,6 +22,12 @@ scheduler at ``num_update = t``. The schedulers (``python/mxnet/lr_scheduler.py`
   ``final + (base − final)(1 + cos(π(t − W)/(M − W)))/2``.
 - warmup (all four), for ``t < W = warmup_steps``: ``linear`` ``begin + (base − begin)·t/W``;
   ``constant`` ``begin``.
+
+An optimizer ``learning_rate`` given beside an ``lr_scheduler`` overwrites the scheduler's
+``base_lr`` attribute after its constructor ran (``Optimizer.__init__`` in 1.x, where
+``SGD``'s ``learning_rate`` defaults to ``None``): Factor/MultiFactor then decay that value,
+while the warmup still ramps to the constructor's ``base_lr`` (default 0.01) and
+Poly/Cosine keep theirs (``base_lr_orig``).
 
 ``example/image-classification/common/fit.py`` (v1.x) builds the scheduler from its
 arguments in ``_get_lr_scheduler``: ``MultiFactorScheduler(step=[epoch_size·e for e in
@@ -47,7 +53,7 @@ import numpy as np
 from momentum_convert.errors import RecipeError
 from momentum_convert.importers import fields, pyconfig
 from momentum_convert.importers.args import read_mapping
-from momentum_convert.importers.imported import Evaluated, ImportedRecipe
+from momentum_convert.importers.imported import Evaluated, ImportedRecipe, ParameterGroup
 from momentum_convert.recipe import Recipe
 from momentum_convert.schedule_base import FloatArray
 
@@ -75,6 +81,12 @@ SCHEDULERS: dict[str, dict[str, Any]] = {
 }
 _WARMUP = {"base_lr": 0.01, "warmup_steps": 0, "warmup_begin_lr": 0.0, "warmup_mode": "linear"}
 _MOMENTUM_OPTIMIZERS = {"sgd": False, "nag": True}
+#: ``optimizer_params`` keys of MXNet's ``Optimizer`` / ``SGD`` constructors.
+_OPTIMIZER_PARAMS = frozenset(
+    {"learning_rate", "momentum", "wd", "lr_scheduler", "rescale_grad", "clip_gradient",
+     "multi_precision", "lazy_update", "begin_num_update", "lr_mult", "wd_mult",
+     "param_idx2name", "use_fused_step"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -88,7 +100,12 @@ class MXNetScheduler:
         """The learning rate of updates ``1..steps`` (``num_update = t``)."""
         a = dict(self.arguments)
         t = np.arange(1, steps + 1, dtype=np.float64)
-        base, warm = float(a["base_lr"]), int(a["warmup_steps"])
+        # The constructor's base_lr is the warmup's target and Poly/Cosine's base_lr_orig;
+        # an optimizer learning_rate overwrites only the base_lr attribute that
+        # Factor/MultiFactor decay (Optimizer.__init__).
+        built, warm = float(a["base_lr"]), int(a["warmup_steps"])
+        override = a.get("optimizer_learning_rate")
+        base = built if override is None else float(override)
         if self.kind == "MultiFactorScheduler":
             crossed = np.searchsorted(np.asarray(a["step"], dtype=np.float64), t, side="left")
             lr = base * np.power(float(a["factor"]), crossed)
@@ -102,11 +119,13 @@ class MXNetScheduler:
             if self.kind == "PolyScheduler":
                 shape = np.power(1.0 - done, float(a["pwr"]))
             else:
-                shape = (1.0 + np.cos(math.pi * done)) / 2.0
-            lr = final + (base - final) * shape
+                # π·(t − W)/(M − W) in MXNet's order of operations.
+                angle = math.pi * (np.minimum(t, top) - warm) / float(top - warm)
+                shape = (1.0 + np.cos(angle)) / 2.0
+            lr = final + (built - final) * shape
         if warm > 0:
             begin = float(a["warmup_begin_lr"])
-            ramp = begin + (base - begin) * t / warm if a["warmup_mode"] == "linear" else begin
+            ramp = begin + (built - begin) * t / warm if a["warmup_mode"] == "linear" else begin
             lr = np.where(t < warm, ramp, lr)
         return np.asarray(lr, dtype=np.float64)
 
@@ -114,15 +133,20 @@ class MXNetScheduler:
         return f"mxnet.{self.kind}(" + ", ".join(f"{k}={v!r}" for k, v in self.arguments) + ")"
 
 
-def parse_scheduler(obj: Any, base_lr: float, source: str) -> MXNetScheduler:
-    """An ``lr_scheduler`` object ``{"type": CLASS, ...}`` with MXNet's argument names."""
+def parse_scheduler(obj: Any, source: str, learning_rate: float | None = None) -> MXNetScheduler:
+    """An ``lr_scheduler`` object ``{"type": CLASS, ...}`` with MXNet's argument names.
+
+    ``learning_rate`` is the optimizer's, when given: MXNet's ``Optimizer`` then overwrites
+    the scheduler's ``base_lr`` attribute with it (after the constructor has used its own
+    ``base_lr``, default 0.01, for the warmup target and Poly/Cosine's starting value).
+    """
     if not isinstance(obj, dict) or obj.get("type") not in SCHEDULERS:
         raise RecipeError(
             f"{source}: lr_scheduler must be an object with type one of {', '.join(SCHEDULERS)},"
             f" got {obj!r}."
         )
     kind = obj["type"]
-    accepted = {**SCHEDULERS[kind], **_WARMUP, "base_lr": base_lr}
+    accepted = {**SCHEDULERS[kind], **_WARMUP}
     unknown = sorted(set(obj) - set(accepted) - {"type"})
     if unknown:
         raise RecipeError(
@@ -161,6 +185,8 @@ def parse_scheduler(obj: Any, base_lr: float, source: str) -> MXNetScheduler:
             a["pwr"] = fields.number(a["pwr"], "pwr", where)
         if a["max_update"] <= a["warmup_steps"]:
             raise RecipeError(f"{where}: max_update must exceed warmup_steps.")
+    if learning_rate is not None:
+        a["optimizer_learning_rate"] = learning_rate
     return MXNetScheduler(kind, tuple(a.items()))
 
 
@@ -192,14 +218,14 @@ def _fit_scheduler(args: dict[str, Any], source: str) -> tuple[MXNetScheduler | 
     if "pow" in text:
         power = fields.number(text.replace("pow", "").strip(" -"), "lr_step_epochs power", source)
         poly = {"type": "PolyScheduler", "max_update": epochs * size, "pwr": power}
-        return parse_scheduler(poly, lr, source), size, epochs * size
+        return parse_scheduler({**poly, "base_lr": lr}, source, lr), size, epochs * size
     begin = int(args["load_epoch"] or 0)
     marks = [fields.integer(e, "lr_step_epochs", source) for e in text.split(",")]
     steps = [size * (e - begin) for e in marks if e - begin > 0]
     if not steps:
         return None, size, epochs * size
     multi = {"type": "MultiFactorScheduler", "step": steps, "factor": factor}
-    return parse_scheduler(multi, lr, source), size, epochs * size
+    return parse_scheduler({**multi, "base_lr": lr}, source, lr), size, epochs * size
 
 
 def _optimizer(name: object, source: str) -> bool:
@@ -218,11 +244,18 @@ def to_recipe(obj: dict[str, Any], source: str, steps: int | None = None) -> Imp
         if not isinstance(params, dict):
             raise RecipeError(f"{source}: optimizer_params must be a mapping, got {params!r}.")
         nesterov = _optimizer(obj.get("optimizer", "sgd"), source)
-        lr = fields.non_negative(params.get("learning_rate", 0.01), "learning_rate", source)
+        given = params.get("learning_rate")
+        given = None if given is None else fields.non_negative(given, "learning_rate", source)
         momentum = fields.momentum(params.get("momentum", 0.0), "momentum", source)
         wd = fields.non_negative(params.get("wd", 0.0), "wd", source)
         raw = params.get("lr_scheduler")
-        scheduler = None if raw is None else parse_scheduler(raw, lr, source)
+        scheduler = None if raw is None else parse_scheduler(raw, source, given)
+        if given is not None:
+            lr = given
+        elif scheduler is not None:
+            lr = float(dict(scheduler.arguments)["base_lr"])
+        else:
+            lr = 0.01  # Optimizer.__init__: no learning_rate and no scheduler
         if steps is None:
             steps = fields.positive_integer(obj.get("num_update", 0) or 1000, "num_update", source)
             if "num_update" not in obj:
@@ -234,7 +267,19 @@ def to_recipe(obj: dict[str, Any], source: str, steps: int | None = None) -> Imp
                 " before weight decay; Gluon's Trainer.step(batch_size) sets 1/batch_size for a"
                 " summed loss, which is PyTorch's mean loss."
             )
+        if params.get("clip_gradient") is not None:
+            clip = fields.non_negative(params["clip_gradient"], "clip_gradient", source)
+            notes.append(
+                f"clip_gradient {clip:g}: MXNet clips each gradient element to [-{clip:g},"
+                f" {clip:g}] after rescale_grad and before weight decay; use"
+                f" torch.nn.utils.clip_grad_value_(params, {clip:g})."
+            )
+        groups = _multiplier_groups(params, wd, source)
+        unknown = sorted(set(params) - _OPTIMIZER_PARAMS)
+        if unknown:
+            notes.append(f"optimizer_params that MXNet's SGD does not take: {', '.join(unknown)}.")
     else:
+        groups = ()
         unknown = set(obj) - set(FIT_DEFAULTS)
         args = {**FIT_DEFAULTS, **{k: v for k, v in obj.items() if k in FIT_DEFAULTS}}
         nesterov = _optimizer(args["optimizer"], source)
@@ -252,6 +297,7 @@ def to_recipe(obj: dict[str, Any], source: str, steps: int | None = None) -> Imp
             notes.append(
                 f"arguments that do not shape the optimizer: {', '.join(sorted(unknown))}."
             )
+    steps = fields.step_count(steps, source)
     label = "constant" if scheduler is None else scheduler.describe()
     per_step = np.full(steps, lr) if scheduler is None else scheduler.learning_rates(steps)
     recipe = Recipe(
@@ -263,7 +309,33 @@ def to_recipe(obj: dict[str, Any], source: str, steps: int | None = None) -> Imp
         lr_schedule=Evaluated(label, per_step),
         steps=steps,
     )
-    return ImportedRecipe(recipe, source, tuple(notes))
+    return ImportedRecipe(recipe, source, tuple(notes), groups)
+
+
+def _multiplier_groups(
+    params: dict[str, Any], wd: float, source: str
+) -> tuple[ParameterGroup, ...]:
+    """``lr_mult`` / ``wd_mult`` ({parameter name: factor}) as parameter groups
+    (``Optimizer.set_lr_mult``, ``set_wd_mult``: ``_get_lrs`` multiplies the scheduler's
+    rate by ``lr_mult``, ``_get_wds`` the ``wd`` by ``wd_mult``)."""
+    factors: dict[str, dict[str, float]] = {}
+    for key in ("lr_mult", "wd_mult"):
+        given = params.get(key) or {}
+        if not isinstance(given, dict):
+            raise RecipeError(
+                f"{source}: {key} must map parameter names to factors, got {given!r}."
+            )
+        for name, value in given.items():
+            factors.setdefault(str(name), {})[key] = fields.non_negative(value, key, source)
+    return tuple(
+        ParameterGroup(
+            name,
+            f.get("lr_mult", 1.0),
+            wd * f.get("wd_mult", 1.0),
+            "optimizer_params " + " and ".join(sorted(f)),
+        )
+        for name, f in factors.items()
+    )
 
 
 def read(path: Path) -> dict[str, Any]:

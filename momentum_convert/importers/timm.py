@@ -17,9 +17,11 @@ The schedule (``timm/scheduler/scheduler_factory.py`` ``create_scheduler_v2``, f
 ``warmup_prefix``): cosine ``min_lr + (lr·decay^i - min_lr)(1 + cos(π t_c^k / T_i^k))/2``
 within cycle ``i < cycle_limit`` and ``min_lr`` after; step ``lr·decay_rate^⌊t/decay_epochs⌋``;
 multistep ``lr·decay_rate^bisect_right(decay_milestones, t + 1)``. ``train.py`` calls
-``lr_scheduler.step(epoch + 1)`` after each epoch, and the constructor sets ``_get_lr(0)``, so
-epoch ``e`` (from 0) uses ``_get_lr(e)``; with ``sched_on_updates`` every length is multiplied by
-the updates per epoch and update ``k`` (from 1) uses ``_get_lr(k - 1)`` (``step_update``).
+``lr_scheduler.step(epoch + 1)`` after each epoch, so epoch ``e >= 1`` uses ``_get_lr(e)``;
+epoch 0 uses what the constructor set: ``warmup_lr`` with a warmup, else the optimizer's lr
+(not ``_get_lr(0)``, which differs for ``multistep`` with a milestone at 1). With
+``sched_on_updates`` every length is multiplied by the updates per epoch and update ``k``
+(from 1) uses the value after ``step_update(k - 1)``, the same way.
 Training runs ``num_epochs`` = the cycle length (plus ``warmup_epochs`` with
 ``warmup_prefix``) plus ``cooldown_epochs``.
 """
@@ -103,6 +105,15 @@ class TimmSchedule:
             1 + math.cos(math.pi * t_curr**k / t_i**k)
         )
 
+    def first_value(self, t: int) -> float:
+        """The rate in force at ``t``: ``_get_lr(t)`` once the scheduler has stepped; at
+        ``t = 0`` the value the constructor left (``warmup_lr_init`` with a warmup, else the
+        optimizer's own lr, which ``_get_lr(0)`` need not equal: ``multistep`` counts
+        milestones ``<= t + 1``)."""
+        if t == 0:
+            return self.warmup_lr if self.warmup_t else self.lr
+        return self.lr_at(t)
+
     def length(self, cooldown: float) -> float:
         """``num_epochs`` (or updates) ``create_scheduler_v2`` returns before ``// updates``."""
         if self.sched == "cosine":
@@ -115,6 +126,18 @@ class TimmSchedule:
                 )
             return (t + self.warmup_t if self.warmup_prefix else t) + cooldown
         return self.t_initial + (self.warmup_t if self.warmup_prefix else 0)
+
+
+def _above_zero(value: float, name: str, source: str) -> float:
+    if value <= 0:
+        raise RecipeError(f"{source}: {name} must be > 0, got {value!r}.")
+    return value
+
+
+def _at_least(value: int, minimum: int, name: str, source: str) -> int:
+    if value < minimum:
+        raise RecipeError(f"{source}: {name} must be >= {minimum}, got {value!r}.")
+    return value
 
 
 def parse_command(text: str, source: str) -> dict[str, Any]:
@@ -239,26 +262,42 @@ def to_recipe(
         sched=sched,
         lr=lr,
         t_initial=epochs * unit,
-        warmup_t=fields.integer(a["warmup_epochs"], "warmup_epochs", source) * unit,
+        warmup_t=_at_least(
+            fields.integer(a["warmup_epochs"], "warmup_epochs", source), 0, "warmup_epochs", source
+        )
+        * unit,
         warmup_lr=fields.non_negative(a["warmup_lr"], "warmup_lr", source),
         warmup_prefix=fields.boolean(a["warmup_prefix"], "warmup_prefix", source),
         min_lr=fields.non_negative(a["min_lr"], "min_lr", source),
-        decay_t=fields.number(a["decay_epochs"], "decay_epochs", source) * unit,
+        decay_t=_above_zero(
+            fields.number(a["decay_epochs"], "decay_epochs", source), "decay_epochs", source
+        )
+        * unit,
         decay_milestones=tuple(
             fields.integer(m, "decay_milestones", source) * unit for m in milestones
         ),
         decay_rate=fields.non_negative(a["decay_rate"], "decay_rate", source),
-        cycle_mul=fields.number(a["lr_cycle_mul"], "lr_cycle_mul", source),
+        cycle_mul=_above_zero(
+            fields.number(a["lr_cycle_mul"], "lr_cycle_mul", source), "lr_cycle_mul", source
+        ),
         cycle_decay=fields.number(a["lr_cycle_decay"], "lr_cycle_decay", source),
-        cycle_limit=fields.integer(a["lr_cycle_limit"], "lr_cycle_limit", source),
-        k_decay=fields.number(a["lr_k_decay"], "lr_k_decay", source),
+        cycle_limit=_at_least(
+            fields.integer(a["lr_cycle_limit"], "lr_cycle_limit", source),
+            1,
+            "lr_cycle_limit",
+            source,
+        ),
+        k_decay=_above_zero(
+            fields.number(a["lr_k_decay"], "lr_k_decay", source), "lr_k_decay", source
+        ),
     )
     cooldown = fields.integer(a["cooldown_epochs"], "cooldown_epochs", source) * unit
     total_epochs = int(schedule.length(cooldown) // unit)
     steps = total_epochs * steps_per_epoch if steps is None else steps
+    steps = fields.step_count(steps, source)
     index = np.arange(steps) if per_update else np.arange(steps) // steps_per_epoch
     distinct, where = np.unique(index, return_inverse=True)
-    rates: FloatArray = np.array([schedule.lr_at(int(t)) for t in distinct])[where]
+    rates: FloatArray = np.array([schedule.first_value(int(t)) for t in distinct])[where]
     notes.append(f"{total_epochs} epochs of {steps_per_epoch} updates; the scheduler steps per"
                  f" {'update' if per_update else 'epoch'}.")  # fmt: skip
     if a["clip_grad"] is not None:

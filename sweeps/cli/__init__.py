@@ -20,7 +20,12 @@ from momentum_convert.errors import MomentumConvertError
 from storage.errors import StorageError, StorageUsageError
 from sweeps.errors import SweepError, SweepUsageError
 
-_COMMAND_MODULES = ("sweeps.cli.results", "sweeps.cli.run", "sweeps.cli.report")
+_COMMAND_MODULES = (
+    "sweeps.cli.results",
+    "sweeps.cli.run",
+    "sweeps.cli.report",
+    "sweeps.cli.launch",
+)
 
 
 class SweepsGroup(ErrorHandlingGroup):

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from momentum_convert.conversion import convert
 from momentum_convert.errors import RecipeError
 from momentum_convert.importers import caffe
 from momentum_convert.importers.textproto import Message, Scalar, parse
@@ -169,3 +171,79 @@ def test_missing_max_iter_asks_for_steps() -> None:
     solver = caffe.parse_solver('base_lr: 0.01 lr_policy: "fixed"')
     with pytest.raises(RecipeError, match="give --steps"):
         caffe.to_recipe(solver)
+
+
+def _caffe_clipped_run(
+    batches: np.ndarray,
+    start: np.ndarray,
+    rates: list[float],
+    mu: float,
+    wd: float,
+    clip: float,
+    iter_size: int,
+) -> np.ndarray:
+    """Caffe's Solver::Step + SGDSolver::ApplyUpdate on a least-squares problem.
+
+    ``batches[k, j]`` is the j-th of the ``iter_size`` sub-batches of update k (rows of
+    (x, y)). ForwardBackward adds each sub-batch's mean-loss gradient to the diff; then
+    ClipGradients scales the summed diff to norm ``clip``, Normalize divides by ``iter_size``,
+    Regularize adds ``wd·w``, ComputeUpdateValue does ``h = μh + rate·diff``; ``w -= h``.
+    """
+    w, h = start.copy(), np.zeros_like(start)
+    for k, rate in enumerate(rates):
+        diff = np.zeros_like(w)
+        for j in range(iter_size):
+            x, y = batches[k, j, :, :-1], batches[k, j, :, -1]
+            diff += x.T @ (x @ w - y) / len(y)
+        norm = np.sqrt(np.sum(diff * diff))
+        if norm > clip:
+            diff *= clip / norm
+        diff /= iter_size
+        diff += wd * w
+        h = mu * h + rate * diff
+        w = w - h
+    return w
+
+
+def test_clip_gradients_with_iter_size_means_clip_grad_norm_of_clip_over_iter_size(
+    tmp_path: Path,
+) -> None:
+
+    iter_size, clip, steps = 4, 0.5, 30
+    path = tmp_path / "solver.prototxt"
+    path.write_text(
+        'base_lr: 0.05\nlr_policy: "step"\ngamma: 0.1\nstepsize: 15\nmomentum: 0.9\n'
+        f"weight_decay: 0.001\niter_size: {iter_size}\nclip_gradients: {clip}\nmax_iter: {steps}\n"
+    )
+    imported = caffe.load(path)
+    note = next(n for n in imported.notes if n.startswith("clip_gradients"))
+    assert f"clip_grad_norm_(params, {clip / iter_size:g})" in note
+    rng = np.random.default_rng(0)
+    batches = rng.normal(size=(steps, iter_size, 8, 4))
+    batches[..., -1] *= 5.0  # targets large enough that the clipping is active
+    start = rng.normal(size=3)
+    rates = list(imported.recipe.lr_per_step())
+    expected = _caffe_clipped_run(batches, start, rates, 0.9, 0.001, clip, iter_size)
+    conversion = convert(imported.recipe, "pytorch")
+
+    def pytorch_run(max_norm: float) -> np.ndarray:
+        """One batch iter_size times larger, mean loss, clip_grad_norm_, torch SGD."""
+        w = torch.tensor(start, requires_grad=True)
+        optimizer = torch.optim.SGD([w], lr=0.0, momentum=0.9, weight_decay=0.001)
+        for k in range(steps):
+            data = torch.tensor(batches[k].reshape(-1, 4))
+            loss = 0.5 * torch.mean((data[:, :-1] @ w - data[:, -1]) ** 2)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([w], max_norm)
+            optimizer.param_groups[0]["lr"] = float(conversion.lr[k])
+            optimizer.param_groups[0]["momentum"] = float(conversion.momentum[k])
+            optimizer.step()
+        return w.detach().numpy()
+
+    advised = pytorch_run(clip / iter_size)
+    # clip_grad_norm_ scales by max_norm / (norm + 1e-6) (torch/nn/utils/clip_grad.py), so
+    # it differs from Caffe's clip_gradients / norm by about 1e-6 relative per clipped step.
+    assert np.max(np.abs(advised - expected)) <= 1e-5 * np.max(np.abs(expected))
+    plain = pytorch_run(clip)  # clip_grad_norm_(clip_gradients) lets through iter_size× more
+    assert np.max(np.abs(plain - expected)) > 1e-3 * np.max(np.abs(expected))

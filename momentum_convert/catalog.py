@@ -11,7 +11,7 @@ convention, data set) and :data:`ENTRIES`. The model-zoo entries (GluonCV, MXNet
 Detectron, detectron2, mmengine, timm) evaluate their schedules with the importers'
 framework rules (:mod:`momentum_convert.importers`).
 
-Step indexing (REFERENCE.md, "Scheduler timing"): index ``i`` of a schedule is the
+Step indexing (docs/reference.md, "Scheduler timing"): index ``i`` of a schedule is the
 0-based update. Torch7 scripts that set ``optimState.learningRate`` at the start of
 1-based epoch ``e`` change the rate at index ``(e - 1)·steps_per_epoch``; Caffe solvers
 change it at ``iter`` itself.
@@ -312,7 +312,7 @@ def _entries() -> list[CatalogEntry]:
             " epochs",
             verified="The update v ← 0.9v − 0.0005·ε·w − ε·∂L/∂w, w ← w + v (Form S with coupled"
             " weight decay inside the velocity), ε = 0.01, batch 128, three divisions by 10,"
-            " roughly 90 cycles: the paper's section 5 as quoted in REFERENCE.md.",
+            " roughly 90 cycles: the paper's section 5 as quoted in docs/reference.md.",
             uncertain="The paper divides 'when the validation error rate stopped improving': the"
             " epochs of the three cuts are not stated; 30, 60 and 80 are an assumption."
             " cuda-convnet computed in float32.",
@@ -335,7 +335,8 @@ def _entries() -> list[CatalogEntry]:
             schedule="momentum μ_t = min(1 − 1/(2(⌊t/250⌋ + 1)), μ_max) with μ_max = 0.999;"
             " constant learning rate",
             verified="The momentum schedule's formula and its values (0.5 for the first 250"
-            " updates, 0.75, 0.8333, 0.875, 0.9 from update 1001) as REFERENCE.md states eq. (5).",
+            " updates, 0.75, 0.8333, 0.875, 0.9 from update 1001) as docs/reference.md states"
+            " eq. (5).",
             uncertain="The learning rate was tuned per problem from {0.05, 0.01, 0.005, 0.001,"
             " 0.0005, 0.0001}; 0.01 is one of them. μ_max ∈ {0.999, 0.995, 0.99, 0.9, 0} was"
             " swept; 0.999 is the largest. The 750,000 updates and batch 200 were not checked"
@@ -407,7 +408,7 @@ def _entries() -> list[CatalogEntry]:
             " 5 epochs, a constant increment per iteration; ÷10 at epochs 30, 60, 80; Form S with"
             " momentum correction μ_t = 0.9·η_t/η_(t-1) at every change",
             verified="η = 0.1·kn/256, μ = 0.9, λ = 1e-4, 5-epoch gradual warmup, ÷10 at 30, 60, 80,"
-            " Form S with momentum correction: as REFERENCE.md summarises the paper.",
+            " Form S with momentum correction: as docs/reference.md summarises the paper.",
             uncertain="Whether the warmup reaches 3.2 on the last warmup iteration or the first"
             " after it (here: the first after, i.e. η_i = 0.1 + 3.1·i/W); the iterations per epoch"
             " (here ⌊1281167/8192⌋ = 156); 'no weight decay on BN γ/β' is a per-group detail."

@@ -1,11 +1,11 @@
 """The registry of momentum conventions: two families and the frameworks that use them.
 
-A :class:`Convention` is data read from one framework's optimizer source (REFERENCE.md,
+A :class:`Convention` is data read from one framework's optimizer source (docs/reference.md,
 "Framework table"): which family it belongs to, what it calls its hyperparameters and
 their defaults, how its buffer starts, which Nesterov form it implements, what its
 weight-decay argument means, and the limits it puts on the momentum.
 
-The two families (REFERENCE.md, "The two families"):
+The two families (docs/reference.md, "The two families"):
 
 .. math::
 
@@ -53,7 +53,7 @@ class FirstStep(StrEnum):
 
 
 class NesterovForm(StrEnum):
-    """Which Nesterov update a convention implements (REFERENCE.md, "Nesterov")."""
+    """Which Nesterov update a convention implements (docs/reference.md, "Nesterov")."""
 
     #: ``θ_t = θ_{t-1} - η_t (ĝ_t + μ b_t)`` (PyTorch, Torch7, TF1, optax, Paddle).
     LR_OUTSIDE = "lr-outside"
@@ -193,7 +193,7 @@ CONVENTIONS: dict[str, Convention] = {
             name="sutskever",
             family=_S,
             framework="Sutskever et al. 2013 / Polyak heavy ball (lr inside)",
-            source_file="Sutskever et al. 2013, eq. (1)-(4); REFERENCE.md Form S",
+            source_file="Sutskever et al. 2013, eq. (1)-(4); docs/reference.md Form S",
             lr_name="lr",
             momentum_name="momentum",
             dampening_name=None,

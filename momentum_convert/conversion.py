@@ -17,7 +17,7 @@ with ``k_t = 1`` (no dampening), ``k_t = 1 - τ`` (dampened, zero-initialised) o
 
 which *is* Form S with learning rate ``c_t`` and momentum ``a_t`` (``v = -d``). Form S is
 Form P with ``η^P_t = c_t`` and ``μ^P_t = a_t c_{t-1} / c_t``. These two maps are
-REFERENCE.md's "Exact conversion under a changing learning rate" (P → S, S → P and the
+docs/reference.md's "Exact conversion under a changing learning rate" (P → S, S → P and the
 dampening rule, with the momentum taken from the *original* η). They fail exactly where
 a learning rate is 0: a lr-outside buffer that holds gradients while ``η_{t-1} = 0`` has
 no lr-inside image, and a lr-inside velocity that keeps moving while ``η_t = 0`` has no

@@ -5,7 +5,7 @@ One figure, three panels over the optimizer steps ``t = 1..T``:
 1. the learning rate ``η_t`` each optimizer is given,
 2. the momentum ``μ_t`` each optimizer is given,
 3. the effective step size ``η_t / (1 - μ_t)``: the step a constant gradient settles at
-   under either update rule (REFERENCE.md, "The two families": with constant η the
+   under either update rule (docs/reference.md, "The two families": with constant η the
    families coincide, ``v = -η b``, and ``Σ_k μ^k η = η / (1 - μ)``). Steps with
    ``μ_t ≥ 1`` have no steady state; they are marked instead of drawn.
 

@@ -10,7 +10,7 @@ Most schedules are *relative*: they scale or move a base value that the recipe g
 not depend on the base (``file:lrs.json``, OneCycle's ``max_lr``) says so with
 ``absolute = True``; a recipe may then omit its base learning rate.
 
-Index conventions (REFERENCE.md, "Scheduler timing"): index ``i`` is PyTorch's
+Index conventions (docs/reference.md, "Scheduler timing"): index ``i`` is PyTorch's
 ``scheduler.last_epoch`` after ``i`` calls to ``scheduler.step()`` and Caffe's / Keras'
 0-based ``iter``. A PyTorch scheduler stepped once per epoch corresponds to a schedule
 whose unit is an epoch; :class:`PerStep` and the ``every=`` option of the SPEC grammar

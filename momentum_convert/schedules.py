@@ -4,7 +4,7 @@ Every class here is a frozen dataclass implementing
 :class:`~momentum_convert.schedule_base.Schedule`: ``values(base, steps)`` returns the value
 *used* at optimizer steps ``1..steps`` as a float64 array, where index ``i`` is PyTorch's
 ``scheduler.last_epoch`` after ``i`` calls to ``scheduler.step()`` and Caffe's / Keras'
-0-based ``iter`` (REFERENCE.md, "Scheduler timing"). ``describe()`` returns the SPEC string
+0-based ``iter`` (docs/reference.md, "Scheduler timing"). ``describe()`` returns the SPEC string
 (:mod:`momentum_convert.schedule_spec`) that parses back to an equal schedule.
 
 Families, each checked step by step against its source in the tests:
@@ -380,7 +380,7 @@ class Warmup:
     ``then``. This is torch's ``SequentialLR([LinearLR(start_factor=f, total_iters=W), X],
     milestones=[W])``; torch itself refuses ``f = 0``, which is allowed here and is the
     default. With ``f = 0`` the first step has learning rate exactly 0: the converter's edge
-    case 1 (REFERENCE.md), where no finite Form-S momentum reproduces the PyTorch buffer.
+    case 1 (docs/reference.md), where no finite Form-S momentum reproduces the PyTorch buffer.
 
     The target is the base value when ``then`` is relative, and the first value of
     ``then`` when it is absolute (``warmup:steps=100+onecycle:...``).

@@ -1,7 +1,7 @@
 """SGD-momentum rules run on a seeded noisy quadratic in float64: the evidence of ``--verify``.
 
 An :class:`UpdateRule` is one convention's exact update with its per-step learning rate and
-momentum (REFERENCE.md, "The two families"); :func:`simulate` runs it on
+momentum (docs/reference.md, "The two families"); :func:`simulate` runs it on
 :class:`NoisyQuadratic`, whose gradient noise is drawn once from a seed so that a source
 recipe and its conversion see the same gradient sequence for the same parameters.
 :func:`verify` returns the largest relative difference between the two trajectories.
@@ -98,7 +98,7 @@ class NoisyQuadratic:
 def simulate(rule: UpdateRule, problem: NoisyQuadratic) -> FloatArray:
     """Run ``rule`` on ``problem``; return the parameters after steps ``1..n`` (shape ``(n, dim)``).
 
-    The update of each family and Nesterov form is written out as REFERENCE.md states it;
+    The update of each family and Nesterov form is written out as docs/reference.md states it;
     Caffe's and MXNet's sign-flipped history ``h = -v`` gives the same iterates as ``v``.
     PyTorch and Torch7 run their buffer only at steps with ``μ ≠ 0`` and create it there
     as a copy of ``ĝ`` (``if momentum != 0:`` in ``torch/optim/sgd.py``).

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import quote, quote_plus
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -39,7 +41,10 @@ CONNECT_TIMEOUT_S: Final = 10
 """How long a connection to a database server may take before the server counts as down."""
 
 _READ_ONLY_OPTION: Final = "ms_read_only"
-_QUERY_PASSWORD: Final = re.compile(r"((?:password|passwd|pwd)=)[^&\s]*", re.IGNORECASE)
+_QUERY_PASSWORD: Final = re.compile(
+    r"((?:password|passwd|pwd)(?:=|%3D))[^&\s]*", re.IGNORECASE
+)
+_QUERY_VALUE: Final = re.compile(r"([?&][^=&?]*=)[^&]*")
 SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 """The first 16 bytes of every SQLite database file (https://sqlite.org/fileformat.html)."""
 _DRIVERS: Final = {
@@ -80,28 +85,55 @@ def hide_password(url: str | URL) -> str:
     ``pwd=``) query parameter is masked as well.
     """
     if isinstance(url, URL):
-        return _mask_query_password(url.render_as_string(hide_password=True))
+        return _mask_query_password(_render_hidden(url))
     text = str(url)
     try:
-        return _mask_query_password(sa.make_url(text).render_as_string(hide_password=True))
+        return _mask_query_password(_render_hidden(sa.make_url(text)))
     except Exception:
-        return _mask_query_password(_mask_credentials(text))
+        # Unparsable: which part is a password is unknown, so every query value is hidden too.
+        return _QUERY_VALUE.sub(r"\1***", _mask_credentials(text))
+
+
+def _render_hidden(url: URL) -> str:
+    """The URL rendered with ``***`` for its password, wherever else that text appears too
+    (a password typed into the database name when a ``?`` or ``@`` went missing)."""
+    rendered = url.render_as_string(hide_password=True)
+    password = str(url.password) if url.password else ""
+    if len(password) >= 3:
+        for form in {password, quote_plus(password), quote(password, safe="")}:
+            rendered = rendered.replace(form, "***")
+    return rendered
 
 
 def _mask_credentials(text: str) -> str:
-    """``text`` with the ``user:password`` before its last ``@`` replaced by ``***``."""
-    at = text.rfind("@")
-    if at < 0:
-        return text
-    slashes = text.find("//", 0, at)
-    colon = text.find(":", 0, at)
+    """``text`` with anything that may be a ``user:password`` replaced by ``***``.
+
+    The user name starts after ``//`` (else after the first ``:``). With an ``@``, all up
+    to the last ``@`` is masked; without one (an ``@`` typed wrong or lost), everything
+    after a colon up to the next ``/``, which may be a password where a port should be.
+    """
+    slashes = text.find("//")
+    colon = text.find(":")
     if slashes >= 0 and (colon < 0 or slashes <= colon + 1):
         start = slashes + 2
     elif colon >= 0:
         start = colon + 1
     else:
         start = 0
-    return f"{text[:start]}***{text[at:]}"
+    at = text.rfind("@")
+    if at >= start:
+        credentials = text[start:at]
+        rest = text[at:]
+        password = credentials.partition(":")[2]
+        if len(password) >= 3:  # typed again elsewhere (a query whose "?p" went missing)
+            rest = rest.replace(password, "***")
+        return f"{text[:start]}***{rest}"
+    end = text.find("/", start)
+    end = len(text) if end < 0 else end
+    separator = text.find(":", start, end)
+    if separator < 0:
+        return text
+    return f"{text[: separator + 1]}***{text[end:]}"
 
 
 def _mask_query_password(text: str) -> str:
@@ -141,7 +173,11 @@ def create_engine(
             kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
             kwargs["pool_recycle"] = 3600
     try:
-        engine = sa.create_engine(parsed, **kwargs)
+        with warnings.catch_warnings():
+            # pysqlite ignores query arguments without uri=true, and says so on stderr; a
+            # command's output stays its one line (the URL is used as SQLite reads it).
+            warnings.filterwarnings("ignore", "Query string argument", sa.exc.SAWarning)
+            engine = sa.create_engine(parsed, **kwargs)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
         raise StorageUsageError(
             f"Cannot use the storage URL {hide_password(parsed)}: {_first_line(exc)};"
@@ -149,7 +185,28 @@ def create_engine(
         ) from None
     if backend == "sqlite":
         _configure_sqlite(engine)
+    else:
+        _refuse_unknown_arguments(engine)
     return engine
+
+
+def _refuse_unknown_arguments(engine: Engine) -> None:
+    """A query argument the driver does not take (``?sslmode=`` on PyMySQL) is a usage
+    error naming it, not the driver's ``TypeError`` from inside the connection pool."""
+    shown = hide_password(engine.url)
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        try:
+            return dialect.loaded_dbapi.connect(*cargs, **cparams)
+        except TypeError as exc:
+            if "unexpected keyword argument" not in str(exc):
+                raise
+            argument = str(exc).rsplit("argument", 1)[-1].strip()
+            raise StorageUsageError(
+                f"The storage URL {shown} passes {argument} to the {engine.driver} driver,"
+                " which does not accept it; remove it from the URL's query string."
+            ) from None
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -199,7 +256,8 @@ def check_sqlite_file(url: str | URL) -> None:
     """Refuse a SQLite file that is not an intact SQLite database, before SQLite opens it.
 
     A missing or empty file is fine (SQLite makes a new database there). Otherwise the file
-    must start with SQLite's 16-byte header string, and, where the header's page count is
+    must start with SQLite's 16-byte header string, its header's fixed fields must hold
+    the values every SQLite file has, and, where the header's page count is
     valid (its "version-valid-for" number equals its change counter, offsets 92 and 24 of
     the header in https://sqlite.org/fileformat.html section 1.3), hold at least that many
     pages of the header's page size: a shorter file was truncated. Only the first 100
@@ -233,6 +291,19 @@ def check_sqlite_file(url: str | URL) -> None:
         )
     page_size = int.from_bytes(header[16:18], "big")
     page_size = 65536 if page_size == 1 else page_size
+    # Fixed fields of a valid header (fileformat.html 1.3): a power-of-two page size of
+    # 512 to 65536, read/write versions 1 (rollback) or 2 (WAL), payload fractions 64/32/32.
+    if (
+        page_size < 512
+        or page_size & (page_size - 1)
+        or header[18] not in (1, 2)
+        or header[19] not in (1, 2)
+        or header[21:24] != b"\x40\x20\x20"
+    ):
+        raise StorageError(
+            f"The file of the results database at {shown} has a damaged SQLite header;"
+            " it was left unchanged."
+        )
     pages = int.from_bytes(header[28:32], "big")
     counter_valid = header[24:28] == header[92:96]
     # While a WAL file exists another process may be checkpointing into the file, which
@@ -268,7 +339,7 @@ def _parse(url: str | URL) -> URL:
     if isinstance(url, URL):
         return url
     try:
-        return sa.make_url(url)
+        parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
         raise StorageUsageError(
             f"The storage URL {hide_password(url)!r} is not a database URL;"
@@ -279,6 +350,17 @@ def _parse(url: str | URL) -> URL:
             f"The storage URL {hide_password(url)!r} has a port that is not a number;"
             " a port is a whole number from 1 to 65535, e.g. postgresql://user@host:5432/db."
         ) from None
+    if parsed.database is not None and "\x00" in parsed.database:
+        raise StorageUsageError(
+            f"The storage URL {hide_password(parsed)!r} names a database with a NUL character"
+            " (%00), which no database accepts."
+        )
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise StorageUsageError(
+            f"The storage URL {hide_password(parsed)!r} has the port {parsed.port}; a port is"
+            " a whole number from 1 to 65535, e.g. postgresql://user@host:5432/db."
+        )
+    return parsed
 
 
 def _password(url: str | URL) -> str | None:

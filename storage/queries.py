@@ -416,7 +416,7 @@ def _sweep_id(engine: Engine, sweep: str) -> int:
     names = sweep_names(engine)
     stored = ", ".join(names) if names else "none"
     raise SweepNotFoundError(
-        f"No sweep named {sweep!r} in {engine.url.render_as_string(hide_password=True)};"
+        f"No sweep named {sweep!r} in {hide_password(engine.url)};"
         f" stored sweeps: {stored}."
     )
 

@@ -12,7 +12,7 @@ For every seed it becomes up to three runs (``docs/sweep-spec.md``, "Pairing"):
 ``converted``
     the other family's optimizer with the per-step learning rate and momentum of
     ``momentum_convert.convert(recipe, to=other)``; it reproduces the source run (to float
-    tolerance for an exact conversion with the same seed, REFERENCE.md "Exact conversion
+    tolerance for an exact conversion with the same seed, docs/reference.md "Exact conversion
     under a changing learning rate").
 
 Every run is described by per-step arrays ``lr[i]``, ``momentum[i]`` (the values the

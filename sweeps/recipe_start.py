@@ -35,7 +35,7 @@ refused with a sentence (writing the key yourself always works):
 - a momentum schedule that stays one in both families (``sutskever2013``'s ramp): a trial
   has one momentum. A momentum schedule that is the *momentum correction* (``goyal2017``,
   Form S with ``μ_t = μ·η_t/η_{t-1}``) is exactly PyTorch's SGD with a constant ``μ``
-  (REFERENCE.md, "S → P"), so that recipe starts from the ``pytorch`` convention.
+  (docs/reference.md, "S → P"), so that recipe starts from the ``pytorch`` convention.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 ``optax.inject_hyperparams(optax.sgd)`` evaluates ``learning_rate`` and ``momentum``
 callables at optax's 0-based ``count`` (the index of the step being taken), so the
 per-step arrays are looked up at ``count``; coupled weight decay is
-``optax.add_decayed_weights`` chained before ``sgd`` (REFERENCE.md, framework table).
+``optax.add_decayed_weights`` chained before ``sgd`` (docs/reference.md, framework table).
 optax's ``trace`` has no hook to rescale its buffer, so a conversion that needs state
 rescaling is refused.
 """

@@ -1,7 +1,7 @@
 """Optimizer arguments written as JSON or YAML: TF1 ``MomentumOptimizer``, optax ``sgd``,
 Torch7 ``optim.sgd``.
 
-These three are Form P (REFERENCE.md): the learning rate multiplies the buffer from
+These three are Form P (docs/reference.md): the learning rate multiplies the buffer from
 outside, ``b_t = μ b_{t-1} + (1 - τ) ĝ_t``, ``θ_t = θ_{t-1} - η_t b_t``. The file holds the
 call's keyword arguments, with the framework's own names:
 

@@ -1,7 +1,7 @@
 """Caffe's ``solver.prototxt``: read it, and evaluate its ``lr_policy`` as Caffe does.
 
 Caffe's SGD solver (``sgd_solver.cpp``) is Form S with the history ``h = -v``
-(REFERENCE.md)::
+(docs/reference.md)::
 
     h_t = μ h_{t-1} + η_t (g_t + λ w_{t-1})        w_t = w_{t-1} - h_t
 

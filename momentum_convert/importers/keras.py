@@ -1,7 +1,7 @@
 """Keras SGD configs (Keras 2 / ``tf.keras`` and Keras 3) and their learning-rate schedules.
 
 Input is what ``optimizer.get_config()`` or ``keras.optimizers.serialize(optimizer)``
-writes, saved as JSON (or YAML). Keras' SGD is Form S (REFERENCE.md)::
+writes, saved as JSON (or YAML). Keras' SGD is Form S (docs/reference.md)::
 
     v_t = μ v_{t-1} - η_t g_t        w_t = w_{t-1} + v_t
     Nesterov:                        w_t = w_{t-1} + μ v_t - η_t g_t

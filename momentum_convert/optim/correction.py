@@ -1,7 +1,7 @@
 r"""``correct_momentum``: make one momentum family follow the other's dynamics exactly.
 
 Both families give the same iterates while the learning rate is constant; they part whenever it
-changes (REFERENCE.md, "Exact conversion under a changing learning rate"). The exact bridge is
+changes (docs/reference.md, "Exact conversion under a changing learning rate"). The exact bridge is
 *state rescaling*, which Goyal et al. (2017) call momentum correction: before a step whose
 learning rate :math:`\eta_t` differs from the one the momentum state was built with,
 
@@ -45,7 +45,7 @@ class MomentumCorrection:
         """Stop correcting; the optimizer continues in its own family from its current state.
 
         A ``torch.optim.SGD`` keeps its buffer ``b = -v/η`` (the checkpoint map of
-        REFERENCE.md) and forgets ``buffer_lr``; a ``SutskeverSGD`` keeps its velocity.
+        docs/reference.md) and forgets ``buffer_lr``; a ``SutskeverSGD`` keeps its velocity.
         """
         if self._removed:
             return
@@ -77,7 +77,7 @@ def correct_momentum(optimizer: Optimizer, like: str) -> MomentumCorrection:
       nothing: ``SutskeverSGD`` stores ``v = -s·b`` and simply stops rescaling ``b``.
 
     Learning rates of zero: a Form S step with :math:`\eta_t = 0` still moves the weights by
-    :math:`\mu v` while PyTorch freezes them (REFERENCE.md, edge case 2). ``torch.optim.SGD``
+    :math:`\mu v` while PyTorch freezes them (docs/reference.md, edge case 2). ``torch.optim.SGD``
     with ``like="sutskever"`` is exact when the velocity is zero at that step (warmup from 0)
     and raises :class:`~momentum_convert.errors.ConversionImpossibleError` from ``step()``,
     before changing anything, otherwise. ``SutskeverSGD`` carries the unscaled buffer, so
@@ -146,7 +146,7 @@ def _rescale_pytorch_buffers(optimizer: Optimizer, args: Any, kwargs: Any) -> No
 
 
 def _refuse_impossible_step(optimizer: Optimizer, number: int, group: dict[str, Any]) -> None:
-    """Raise if torch's step on this group cannot be Form S's (REFERENCE.md, edge case 2)."""
+    """Raise if torch's step on this group cannot be Form S's (docs/reference.md, edge case 2)."""
     lr = float(group["lr"])
     if group["momentum"] == 0:
         if group["dampening"] != 0 and lr > 0 and any(p.grad is not None for p in group["params"]):

@@ -1,6 +1,6 @@
 r"""The arithmetic of one :class:`~momentum_convert.optim.SutskeverSGD` step, per param group.
 
-Form S (REFERENCE.md, "The two families") keeps a velocity with the learning rate inside::
+Form S (docs/reference.md, "The two families") keeps a velocity with the learning rate inside::
 
     v_t = μ v_{t-1} − η_t (1 − τ) ĝ_t        θ_t = θ_{t-1} + v_t
     Nesterov (Keras/Caffe):                  θ_t = θ_{t-1} + μ v_t − η_t ĝ_t
@@ -14,13 +14,13 @@ When :math:`s = \eta_t` one Form S step is exactly one PyTorch (Form P) step on 
 zero-initialised buffer, so the step runs on PyTorch's own kernels (``torch._fused_sgd_``,
 ``torch._foreach_*`` or the per-tensor loop) at PyTorch's speed. When a scheduler changes the
 learning rate, the buffer is rescaled once, :math:`b \leftarrow (s/\eta_t)\,b`, and
-:math:`s \leftarrow \eta_t`: this is the "state rescaling" of REFERENCE.md (Goyal et al. 2017
+:math:`s \leftarrow \eta_t`: this is the "state rescaling" of docs/reference.md (Goyal et al. 2017
 call it momentum correction). For classical momentum the rescaling rides in the kernel's
-momentum argument (``μ (r b) = (μ r) b``, the per-step momentum map of REFERENCE.md), so a
+momentum argument (``μ (r b) = (μ r) b``, the per-step momentum map of docs/reference.md), so a
 changing learning rate costs nothing; Nesterov, whose look-ahead needs the plain μ, pays one
 ``_foreach_mul_`` on the steps where a group's learning rate changed.
 
-Learning rates of exactly zero (REFERENCE.md edge cases 1 and 2) keep the representation exact:
+Learning rates of exactly zero (docs/reference.md edge cases 1 and 2) keep the representation exact:
 
 * :math:`\eta_t = 0 < s`: Form S coasts, :math:`v \leftarrow \mu v`, :math:`\theta \mathrel{+}= v`
   (Nesterov :math:`\mu v`); done directly on ``b`` with ``s`` kept, since ``b = -v/0`` does not
@@ -100,7 +100,7 @@ def sutskever_sgd(
         # State rescaling b <- (s / η_t) b keeps v = -s b; with s = 0 it zeroes b, which is
         # exact because the velocity was zero. Classical momentum folds the rescaling into the
         # kernel's momentum, μ b + ĝ with b <- r b being (μ r) b + ĝ: no extra pass over memory.
-        # Nesterov's look-ahead needs the plain μ (REFERENCE.md, "Nesterov"), and a step that
+        # Nesterov's look-ahead needs the plain μ (docs/reference.md, "Nesterov"), and a step that
         # GradScaler may skip must not lose the rescaling, so those rescale explicitly. So
         # does a momentum whose product with the ratio underflows to 0: torch's kernel would
         # then skip the buffer altogether and drop the velocity.

@@ -3,7 +3,7 @@ r"""``convert_state``: move a checkpoint's momentum state between the two optimi
 Both optimizers store a PyTorch-style buffer ``state[p]["momentum_buffer"]``. What tells the
 families apart is the learning rate the buffer is scaled to: :class:`SutskeverSGD` keeps it per
 group in ``group["buffer_lr"]`` (written :math:`s`) and its velocity is :math:`v = -s\,b`. The
-checkpoint map of REFERENCE.md, :math:`b = -v/\eta_t` with :math:`\eta_t` the learning rate
+checkpoint map of docs/reference.md, :math:`b = -v/\eta_t` with :math:`\eta_t` the learning rate
 *used* at the last step, therefore moves no tensor at all: it only writes down :math:`s`.
 """
 

@@ -48,7 +48,7 @@ class SutskeverSGD(Optimizer):
             &\rule{110mm}{0.4pt}                                                          \\[-1.ex]
        \end{aligned}
 
-    This is Form S of REFERENCE.md: Sutskever et al. (2013), AlexNet, Caffe, Keras, MXNet.
+    This is Form S of docs/reference.md: Sutskever et al. (2013), AlexNet, Caffe, Keras, MXNet.
     ``lr`` and ``momentum`` are read from ``param_groups`` at every step, so every
     ``torch.optim.lr_scheduler`` works, OneCycleLR's and CyclicLR's momentum cycling
     included. Weight decay is coupled and inside the learning rate (Caffe, AlexNet: Keras 2's

@@ -42,10 +42,34 @@ class SweepsGroup(ErrorHandlingGroup):
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
+        except TypeError as exc:
+            if not _raised_by_driver_connect(exc):
+                raise
+            raise StorageUsageError(
+                f"The storage URL passes a query argument the database driver does not"
+                f" accept ({exc}); remove it from the URL's query string."
+            ) from exc
         except Exception as exc:
             if not type(exc).__module__.startswith("sqlalchemy"):
                 raise
             raise _database_failure(exc) from exc
+
+
+def _raised_by_driver_connect(exc: TypeError) -> bool:
+    """Whether the driver's ``connect`` refused a keyword from the URL's query string (an
+    engine Optuna made itself, which ``storage.engine`` cannot watch)."""
+    traceback = exc.__traceback__
+    last = None
+    while traceback is not None:
+        last, traceback = traceback.tb_frame, traceback.tb_next
+    return (
+        last is not None
+        and "unexpected keyword argument" in str(exc)
+        and (
+            last.f_code.co_filename.endswith("sqlalchemy/engine/default.py")
+            or "site-packages/pymysql" in last.f_code.co_filename
+        )
+    )
 
 
 def _database_failure(exc: Exception) -> StorageError:

@@ -21,6 +21,7 @@ from storage.engine import (
     create_engine,
     default_url,
     hide_password,
+    normalize_url,
     unavailable_as_storage_error,
 )
 from storage.errors import StorageUsageError
@@ -136,7 +137,7 @@ def name_required(command: str, url: str) -> StorageUsageError:
     sweeps' tables holds no sweep.
     """
     names: list[str] = []
-    database = _url_or_none(url)
+    database = _url_or_none(normalize_url(url))
     missing_file = (
         database is not None
         and database.get_backend_name() == "sqlite"

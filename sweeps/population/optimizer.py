@@ -4,7 +4,7 @@ A population holds the parameters of its ``K`` members as one ``[K, N]`` tensor 
 is member ``k``'s flattened weights, :mod:`sweeps.population.stacked`). Every member has
 its own per-step learning rate :math:`\eta_t`, momentum :math:`\mu_t`, dampening
 :math:`\tau`, weight decay :math:`\lambda`, Nesterov flag and formulation. Written with
-one state tensor :math:`u` per member, both families (REFERENCE.md, "The two families")
+one state tensor :math:`u` per member, both families (docs/reference.md, "The two families")
 are the same two lines with different per-step coefficients :math:`a, c, p, q`:
 
 .. math::

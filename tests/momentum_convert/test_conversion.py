@@ -1,4 +1,4 @@
-"""Worked conversions with numbers computed by hand from REFERENCE.md, and the JSON contract."""
+"""Worked conversions with numbers computed by hand from docs/reference.md; the JSON contract."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def test_alexnet_style_caffe_cut_becomes_momentum_nine_for_one_pytorch_step() ->
     assert conversion.verdict == "exact"
     np.testing.assert_array_equal(conversion.lr, STEP_DECAY)
     expected = np.full(10, 0.9)
-    expected[5] = 9.0  # 0.9 · 0.01 / 0.001 at the cut, REFERENCE.md worked example
+    expected[5] = 9.0  # 0.9 · 0.01 / 0.001 at the cut, docs/reference.md worked example
     np.testing.assert_allclose(conversion.momentum, expected, rtol=1e-15)
 
 

@@ -1,6 +1,6 @@
 """Every exact conversion reproduces the source trajectory, for every ordered pair of conventions.
 
-The update rules below are written from each framework's own optimizer code as REFERENCE.md
+The update rules below are written from each framework's own optimizer code as docs/reference.md
 quotes it (one plain function per framework, one Python loop over steps), independently
 of ``momentum_convert.simulation``. Hypothesis draws learning-rate arrays with drops,
 warmups (from 0 too), increases, plateau-like cuts and zeros, momentum schedules with

@@ -1,4 +1,4 @@
-"""REFERENCE.md, "Edge cases a converter must name, not hide": one test (or more) per case.
+"""docs/reference.md, "Edge cases a converter must name, not hide": one test (or more) per case.
 
 Each checks the verdict and the note that names the case; where the case is exact, the
 trajectory check uses the per-framework reference rules of test_conversion_properties.

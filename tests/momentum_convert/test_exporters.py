@@ -1,7 +1,7 @@
 """Exporters: the converted recipe, written for the target framework, runs as the source did.
 
 The simulation tests run the *exported PyTorch code* with ``torch.optim.SGD`` in float64
-against the source framework's own update, written here from REFERENCE.md (Form S, with
+against the source framework's own update, written here from docs/reference.md (Form S, with
 Caffe's and Keras' 0-based iteration indexing), on a seeded noisy quadratic.
 """
 
@@ -81,7 +81,7 @@ def form_s(
 
 
 def caffe_rates(policy: dict[str, float], base: float, steps: int) -> list[float]:
-    """SGDSolver::GetLearningRate at iter = 0 .. steps−1 (REFERENCE.md)."""
+    """SGDSolver::GetLearningRate at iter = 0 .. steps−1 (docs/reference.md)."""
     rates, current = [], 0
     for it in range(steps):
         name = policy["lr_policy"]

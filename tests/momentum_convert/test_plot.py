@@ -1,6 +1,6 @@
 """``momentum-convert plot`` and the per-step drawing behind it (momentum_convert.plotting).
 
-Reference values come from REFERENCE.md's worked example: a Caffe (lr-inside) recipe with
+Reference values come from docs/reference.md's worked example: a Caffe (lr-inside) recipe with
 μ = 0.9 whose lr drops from 0.01 to 0.001 is PyTorch with momentum 0.9 · 0.01 / 0.001 = 9.0
 on the one step that first uses the new lr, and 0.9 elsewhere.
 """

@@ -116,7 +116,7 @@ def test_searched_optimizer_runs_the_sampled_numbers_in_that_optimizer() -> None
 
 
 def test_step_decay_plan_uses_the_reference_momentum_map() -> None:
-    """P -> S: μ^S_t = μ η_t / η_{t-1} at each cut (REFERENCE.md); lr is unchanged."""
+    """P -> S: μ^S_t = μ η_t / η_{t-1} at each cut (docs/reference.md); lr is unchanged."""
     source, naive, converted = plan_runs(make_spec(), make_config(), steps_per_epoch=4)
     expected_lr = np.array([0.1] * 4 + [0.01] * 4 + [0.001] * 4)
     np.testing.assert_allclose(source.lr, expected_lr, rtol=1e-15)
@@ -220,7 +220,7 @@ def test_converted_run_reproduces_source_and_naive_run_does_not(
 
 
 def test_constant_lr_makes_naive_and_source_identical() -> None:
-    """With a constant lr the families coincide (REFERENCE.md): naive is then exact too."""
+    """With a constant lr the families coincide (docs/reference.md): naive is then exact too."""
     source_run, naive_run, converted_run = plan_runs(make_spec(), make_config("constant", {}), 8)
     source, naive = train64(source_run), train64(naive_run)
     assert converted_run.verdict == "exact"

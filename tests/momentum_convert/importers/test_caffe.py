@@ -20,7 +20,7 @@ DATA = Path(__file__).resolve().parents[2] / "data" / "recipes"
 
 
 def caffe_rate(solver: dict[str, object], it: int, state: list[int]) -> float:
-    """SGDSolver::GetLearningRate, written from Caffe's formulas (REFERENCE.md), one iter."""
+    """SGDSolver::GetLearningRate, written from Caffe's formulas (docs/reference.md), one iter."""
     base = float(solver["base_lr"])  # type: ignore[arg-type]
     policy = solver["lr_policy"]
     gamma = float(solver.get("gamma", 0.0))  # type: ignore[arg-type]

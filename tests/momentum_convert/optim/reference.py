@@ -1,4 +1,4 @@
-"""Float64 references for the optimizer tests, written from REFERENCE.md "The two families".
+"""Float64 references for the optimizer tests, written from docs/reference.md "The two families".
 
 Plain per-step numpy code, one line per formula, independent of ``momentum_convert.optim``:
 

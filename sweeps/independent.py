@@ -294,7 +294,7 @@ def confirm_arm(
     """
     from sweeps.objective import DatabaseRecorder
     from sweeps.sweep_study import open_study
-    from sweeps.tasks import get_task
+    from sweeps.tasks import task_for_spec
 
     arm = arm_spec(spec, optimizer)
     sweep = open_study(arm, url, settings=settings)
@@ -312,7 +312,7 @@ def confirm_arm(
             study_name=sweep.name,
             device=device,
         )
-        task = get_task(arm.task)
+        task = task_for_spec(arm)
         if train is None:
             from sweeps.training import train_run
 

@@ -287,13 +287,13 @@ class SweepObjective:
         train: Callable[..., RunOutcome] | None = None,
         storage_url: str = "",
     ) -> None:
-        from sweeps.tasks import get_task
+        from sweeps.tasks import task_for_spec
 
         self.storage_url = storage_url
         self.spec = spec
         self.recorder = recorder
         self.device = device
-        self.task = get_task(spec.task)
+        self.task = task_for_spec(spec)
         if train is None:
             from sweeps.training import train_run
 

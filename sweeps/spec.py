@@ -16,7 +16,7 @@ import math
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 TOP_LEVEL_KEYS = (
     "name",
     "task",
+    "task_options",
+    "data_dir",
     "optimizers",
     "convention",
     "recipe",
@@ -75,6 +77,7 @@ TOP_LEVEL_KEYS = (
     "timeout",
     "devices",
     "population",
+    "threads",
     "storage",
     "heartbeat_interval",
     "grace_period",
@@ -115,6 +118,11 @@ class SweepSpec:
     #: The catalog recipe the search space was filled from (``sweeps.recipe_start``).
     recipe: str | None = None
     recipe_spread: float | None = None
+    #: The task's options (``[task_options]``) and data folder (``sweeps.tasks.cifar10``).
+    task_options: dict[str, Any] = field(default_factory=dict, hash=False)
+    data_dir: str | None = None
+    #: torch threads per CPU worker; ``None``: its share of the cores (``sweeps.threads``).
+    threads: int | None = None
     #: ``pairing = "independent"``: each optimizer is tuned in a study of its own
     #: (``sweeps.independent``); ``pairing`` is then false.
     independent: bool = False
@@ -132,6 +140,8 @@ class SweepSpec:
         out: dict[str, Any] = {
             "name": self.name,
             "task": self.task,
+            "task_options": dict(self.task_options) or None,
+            "data_dir": self.data_dir,
             "optimizers": list(self.optimizers),
             "convention": self.convention,
             "recipe": self.recipe,
@@ -154,6 +164,7 @@ class SweepSpec:
             "grace_period": self.grace_period,
             "max_retries": self.max_retries,
             "population": self.population if self.population != 1 else None,
+            "threads": self.threads,
         }
         return {key: value for key, value in out.items() if value is not None}
 
@@ -255,6 +266,10 @@ def _build(table: Mapping[str, Any]) -> SweepSpec:
     if not _NAME.match(name):
         raise SpecError(f"name must use letters, digits, '.', '_' and '-' only, got {name!r}.")
     task = _task(_string(_required(table, "task"), "task"))
+    data_dir = table.get("data_dir")
+    if data_dir is not None:
+        data_dir = _string(data_dir, "data_dir")
+    task_options = _task_options(task, data_dir, table.get("task_options", {}))
     optimizers = _optimizers(table.get("optimizers", list(OPTIMIZERS)))
     convention = _string(table.get("convention", "pytorch"), "convention").lower()
     family = _family(convention)
@@ -327,6 +342,9 @@ def _build(table: Mapping[str, Any]) -> SweepSpec:
     population = table.get("population", 1)
     if population != "auto":
         population = _whole(population, "population (or 'auto')", 1)
+    threads = table.get("threads")
+    if threads is not None:
+        threads = _whole(threads, "threads", 1)
     if population != 1 and "plateau" in search_space.schedules:
         raise SpecError(
             "search_space.schedule.plateau cuts each run's lr when its own metric stalls, which"
@@ -370,6 +388,9 @@ def _build(table: Mapping[str, Any]) -> SweepSpec:
         population=population,
         recipe=recipe,
         recipe_spread=None if recipe_spread is None else float(recipe_spread),
+        task_options=task_options,
+        data_dir=data_dir,
+        threads=threads,
         independent=independent,
         confirm_seeds=confirm_seeds,
     )
@@ -387,6 +408,22 @@ def _task(name: str) -> str:
     except SweepUsageError as exc:
         raise SpecError(str(exc)) from None
     return name
+
+
+def _task_options(task: str, data_dir: str | None, raw: object) -> dict[str, Any]:
+    """``[task_options]``, checked by the task itself (:func:`sweeps.tasks.configure_task`)."""
+    from sweeps.errors import SweepUsageError
+    from sweeps.tasks import configure_task, get_task
+
+    if not isinstance(raw, dict):
+        raise SpecError(
+            f"task_options must be a table such as {{precision = 'bf16'}}, got {raw!r}."
+        )
+    try:
+        configure_task(get_task(task), data_dir, raw)
+    except SweepUsageError as exc:
+        raise SpecError(str(exc)) from None
+    return dict(raw)
 
 
 def _task_has_accuracy(name: str) -> bool:

@@ -52,6 +52,7 @@ from sweeps.pairing import PlannedRun
 from sweeps.plateau import plateau_schedule
 from sweeps.stop import check_stop
 from sweeps.tasks import Task, TaskSetup
+from sweeps.threads import refresh_claimed_share
 
 #: The metrics reported after every epoch (``val_accuracy`` only for classification).
 METRICS = ("train_loss", "val_loss", "val_accuracy", "lr", "momentum")
@@ -233,6 +234,7 @@ def train_run(
     metrics: dict[str, float] = {}
     try:
         for epoch in range(1, epochs + 1):
+            refresh_claimed_share()  # a CPU worker's thread share follows workers that come and go
             model.train()
             first_step = step
             losses: list[torch.Tensor] = []

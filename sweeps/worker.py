@@ -51,7 +51,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -72,6 +71,7 @@ from sweeps.outage import CLOCK, OUTAGE, STOP_WRITES_S, outage_error, retry_on_d
 from sweeps.stale import fail_stale_trials
 from sweeps.stop import INTERRUPTED_EXIT, STOP, StopRequested
 from sweeps.sweep_study import StudySettings, SweepStudy, open_study
+from sweeps.threads import CpuShare, claim_cpu_share
 from sweeps.trial_gate import Admission, TrialGate
 
 if TYPE_CHECKING:
@@ -214,9 +214,9 @@ def run_worker(
     if population != 1:
         from sweeps.population.stacked import require_stackable
         from sweeps.population.worker import resolve_population
-        from sweeps.tasks import get_task
+        from sweeps.tasks import task_for_spec
 
-        task = get_task(spec.task)
+        task = task_for_spec(spec)
         require_stackable(task)
         size = resolve_population(population, task, device)
 
@@ -271,7 +271,6 @@ def run_rounds(
         StorageUnavailableError: the database stayed unreachable past the outage deadline.
         SweepError: the sweep would never end, or its trials kept failing.
     """
-    _configure_threads()
     settings = settings or StudySettings.for_spec(spec)
     CLOCK.reset()
     guard: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
@@ -299,13 +298,15 @@ def run_rounds(
             study_name=sweep.name,
             device=device,
         )
+        cores = claim_cpu_share(spec, url, device)  # sweeps.threads: this worker's share
         try:
             _loop(spec, sweep, make_runner(sweep, recorder), TrialGate(sweep, total), settings,
-                  summary)  # fmt: skip
+                  summary, cores)  # fmt: skip
         except StopRequested as stop:  # stopped while waiting for the sweep lock to ask
             if stop.reason == OUTAGE:
                 raise outage_error(sweep.url) from None
         finally:
+            cores.release()
             recorder.close(timeout=STOP_WRITES_S if STOP.is_set() else CLOCK.timeout)
             sweep.close()
         if STOP.is_set() and STOP.reason == OUTAGE:
@@ -321,6 +322,7 @@ def _loop(
     gate: TrialGate,
     settings: StudySettings,
     summary: WorkerSummary,
+    cores: CpuShare,
 ) -> None:
     deadline = time.monotonic() + spec.timeout if spec.timeout is not None else math.inf
     # Samplers that end the search themselves (the grid, once every point is taken) call
@@ -328,6 +330,7 @@ def _loop(
     adapter.allow_study_stop(sweep.study)
     next_stale_check = 0.0
     while not STOP.is_set() and time.monotonic() < deadline:
+        cores.refresh()  # workers that started or stopped shift this one's share
         if adapter.study_stop_requested(sweep.study):
             break
         # Between rounds, looking for dead workers' trials costs a query: once per
@@ -444,14 +447,3 @@ def _give_up(
             _log.warning("Trial %d was given up with its round and queued again.", trial.number)
         else:
             lifecycle.retried_elsewhere(sweep, trial)
-
-
-def _configure_threads() -> None:
-    """Use this worker's share of the cores (``SWEEPS_NUM_THREADS``, set by ``sweeps run``)."""
-    from sweeps.devices import THREADS_ENV_VAR
-
-    text = os.environ.get(THREADS_ENV_VAR, "").strip()
-    if text.isdigit() and int(text) > 0:
-        import torch
-
-        torch.set_num_threads(int(text))

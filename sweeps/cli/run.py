@@ -45,6 +45,16 @@ POPULATION_HELP = (
 )
 
 
+DOWNLOAD_HELP = "Download the task's data set if it is missing (CIFAR-10: 163 MiB, MD5-checked)."
+
+
+def _prepare_data(spec: SweepSpec, download: bool) -> None:
+    """The task's data must be on disk before any worker starts (``sweeps.tasks``)."""
+    from sweeps.tasks import prepare_task, task_for_spec
+
+    prepare_task(task_for_spec(spec), download=download)
+
+
 def _storage_url(option: str | None, spec_storage: str | None) -> str:
     import os
 
@@ -84,6 +94,7 @@ def _stderr_console():  # type: ignore[no-untyped-def]
     is_flag=True,
     help="Raise the total of an existing sweep to --n-trials (same spec, more trials).",
 )
+@click.option("--download", is_flag=True, help=DOWNLOAD_HELP)
 @click.option("--no-progress", is_flag=True, help="No live progress bar.")
 def run_command(
     spec_path: Path,
@@ -94,6 +105,7 @@ def run_command(
     name: str | None,
     population: str | None,
     extend: bool,
+    download: bool,
     no_progress: bool,
 ) -> None:
     """Run the sweep SPEC with local workers, one per device, until it has its trials.
@@ -109,6 +121,7 @@ def run_command(
     _at_least_one("--workers", workers)
     _at_least_one("--n-trials", n_trials)
     spec = load_spec(spec_path, n_trials=n_trials, name=name, population=_population(population))
+    _prepare_data(spec, download)
     url = _storage_url(storage, spec.storage)
     _check_task(spec)
     if spec.independent:
@@ -153,6 +166,12 @@ def run_command(
     metavar="OPTIMIZER",
     help='pairing = "independent" only: serve this optimizer\'s study (default: each in turn).',
 )
+@click.option(
+    "--threads",
+    type=int,
+    help="torch threads for a CPU worker (default: the spec's, else its share of the cores).",
+)
+@click.option("--download", is_flag=True, help=DOWNLOAD_HELP)
 def worker_command(
     spec_path: Path,
     storage: str,
@@ -161,6 +180,8 @@ def worker_command(
     device: str,
     population: str | None,
     arm: str | None,
+    threads: int | None,
+    download: bool,
 ) -> None:
     """Join the sweep SPEC as one worker, from any machine that reaches the database.
 
@@ -175,11 +196,17 @@ def worker_command(
         from sweeps.worker import run_worker
 
         _at_least_one("--n-trials", n_trials)
+        _at_least_one("--threads", threads)
         parse_devices(device)
         spec = load_spec(
-            spec_path, n_trials=n_trials, name=name, population=_population(population)
+            spec_path,
+            n_trials=n_trials,
+            name=name,
+            population=_population(population),
+            threads=threads,
         )
         _check_task(spec)
+        _prepare_data(spec, download)
         if arm is not None and (not spec.independent or arm not in spec.optimizers):
             raise SweepUsageError(
                 f"--arm {arm!r} names no optimizer of an independent sweep; the spec's"

@@ -35,6 +35,7 @@ from sweeps.population.optimizer import PopulationSGD
 from sweeps.population.stacked import StackedModel, require_stackable
 from sweeps.stop import check_stop
 from sweeps.tasks import Task, TaskSetup
+from sweeps.threads import refresh_claimed_share
 from sweeps.training import EpochResult, RunOutcome
 
 
@@ -171,6 +172,7 @@ class _Population:
         step = 0
         epoch = 0
         while self.members:
+            refresh_claimed_share()  # a CPU worker's thread share follows workers that come and go
             epoch += 1
             first_step = step
             losses = self._train_epoch(step)

@@ -46,7 +46,7 @@ from sweeps.population.stacked import require_stackable
 from sweeps.population.trainer import MemberResult, train_population
 from sweeps.search_space import sample_configuration
 from sweeps.stop import INTERRUPTED, StopRequested
-from sweeps.tasks import Task, get_task
+from sweeps.tasks import Task, task_for_spec
 from sweeps.training import EpochResult
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ class PopulationObjective:
         self.spec = spec
         self.recorder = recorder
         self.device = device
-        self.task = task or get_task(spec.task)
+        self.task = task or task_for_spec(spec)
         require_stackable(self.task)
         self.worst = -math.inf if spec.direction == "maximize" else math.inf
         self.write_epochs = write_epochs or self._epochs_one_by_one

@@ -18,7 +18,7 @@ from sweeps.outage import retry_on_disconnect
 from sweeps.population.stacked import require_stackable
 from sweeps.population.trials import EpochsWriter
 from sweeps.sweep_study import StudySettings
-from sweeps.tasks import Task, get_task
+from sweeps.tasks import Task, task_for_spec
 from sweeps.training import EpochResult
 from sweeps.worker import WorkerSummary, run_worker
 
@@ -112,7 +112,7 @@ def run_population_worker(
         StorageUnavailableError: the database stayed unreachable for the outage deadline.
         SweepError: the worker's trials kept failing (the message gives the last reason).
     """
-    require_stackable(get_task(spec.task))
+    require_stackable(task_for_spec(spec))
     return run_worker(
         spec,
         url,

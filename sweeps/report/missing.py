@@ -86,7 +86,7 @@ def run_missing_pairs(engine: Engine, sweep: str, data: ReportData, *, device: s
     recorded as failed runs with the converter's first note, as the sweep itself does.
     """
     from sweeps.pairing import plan_runs
-    from sweeps.tasks import get_task
+    from sweeps.tasks import configure_task, get_task
 
     sessions = session_factory(engine)
     added = 0
@@ -110,7 +110,11 @@ def run_missing_pairs(engine: Engine, sweep: str, data: ReportData, *, device: s
                 trial = _Trial(
                     stored.id, stored.study_name, origin.trial, dict(row.hyperparameters)
                 )
-                task = get_task(str(stored.spec["task"]))
+                task = configure_task(
+                    get_task(str(stored.spec["task"])),
+                    stored.spec.get("data_dir"),
+                    stored.spec.get("task_options") or {},
+                )
             spec = _SwappedSpec(origin.optimizer, origin.optimizer, origin.estimate.seeds)
             plan = plan_runs(
                 spec,

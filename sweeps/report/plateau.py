@@ -130,7 +130,7 @@ def trace_best_configuration(
 
     from sweeps.pairing import plan_runs
     from sweeps.report.missing import _configuration, _SwappedSpec
-    from sweeps.tasks import get_task
+    from sweeps.tasks import configure_task, get_task
 
     rows = runs[(runs["trial"] == origin.trial) & (runs["role"] == "source")]
     if rows.empty:
@@ -143,7 +143,9 @@ def trace_best_configuration(
     plan_spec = _SwappedSpec(convention, origin.optimizer, (int(first["seed"]),))
     configuration = _configuration(hyperparameters)
     plan = plan_runs(plan_spec, configuration, int(hyperparameters["steps_per_epoch"]))
-    task = get_task(str(spec["task"]))
+    task = configure_task(
+        get_task(str(spec["task"])), spec.get("data_dir"), spec.get("task_options") or {}
+    )
     objective = str(spec.get("objective") or "val_loss")
     default_direction = "maximize" if "accuracy" in objective else "minimize"
     direction = str(spec.get("direction") or default_direction)

@@ -2,7 +2,7 @@
 
 A task builds, for one seed, batch size and device, a :class:`TaskSetup`: a freshly
 initialised model, the training and validation batches, the loss, and how many optimizer
-steps make an epoch. The built-in tasks need no download:
+steps make an epoch. The first four built-in tasks need no download:
 
 =================  =============================================================
 ``digits-mlp``     scikit-learn's bundled 8×8 digits, a 64-64-10 MLP
@@ -10,6 +10,17 @@ steps make an epoch. The built-in tasks need no download:
 ``nqm``            the noisy quadratic model of Zhang et al. (2019)
 ``regression``     synthetic nonlinear regression, a small MLP, mean squared error
 =================  =============================================================
+
+and two that read CIFAR-10 from disk (:mod:`sweeps.tasks.cifar10`; ``data_dir`` /
+``SWEEPS_DATA_DIR``, downloaded only with ``--download``):
+
+=====================  ==========================================================
+``cifar10-resnet20``   He et al. (2016)'s ResNet-20, 0.27M parameters
+``cifar10-resnet56``   ResNet-56, 0.85M parameters
+=====================  ==========================================================
+
+A task with options (the CIFAR-10 tasks) has ``with_options(data_dir=..., **options)``;
+:func:`task_for_spec` applies a spec's ``data_dir`` and ``[task_options]``.
 
 A *user task* is any ``"package.module:function"``: :func:`get_task` imports the module
 (running its code, so only name modules you trust) and calls
@@ -131,13 +142,20 @@ def check_task(name: str, *, seed: int, batch_size: int) -> None:
 
 
 def _builtin_tasks() -> dict[str, Any]:
+    from sweeps.tasks.cifar10 import cifar10_tasks
     from sweeps.tasks.digits import DigitsCNN, DigitsMLP
     from sweeps.tasks.nqm import NoisyQuadratic
     from sweeps.tasks.regression import SyntheticRegression
 
     return {
         task.name: task
-        for task in (DigitsMLP(), DigitsCNN(), NoisyQuadratic(), SyntheticRegression())
+        for task in (
+            DigitsMLP(),
+            DigitsCNN(),
+            NoisyQuadratic(),
+            SyntheticRegression(),
+            *cifar10_tasks(),
+        )
     }
 
 
@@ -187,4 +205,56 @@ def get_task(name: str) -> Task:
     return UserTask(name, function)
 
 
-__all__ = ["BUILTIN_TASKS", "Task", "TaskSetup", "UserTask", "check_task", "get_task"]
+def configure_task(task: Task, data_dir: str | None, options: Mapping[str, Any]) -> Task:
+    """``task`` with a spec's ``data_dir`` and ``[task_options]`` applied.
+
+    Raises:
+        SweepUsageError: options (or a ``data_dir``) for a task that takes none, or an
+            option the task rejects.
+    """
+    if data_dir is None and not options:
+        return task
+    with_options = getattr(task, "with_options", None)
+    if with_options is None:
+        given = "data_dir" if data_dir is not None else f"task_options.{next(iter(options))}"
+        raise SweepUsageError(
+            f"{given} is given, but task {task.name!r} takes no options and reads no data"
+            " files; remove it."
+        )
+    return with_options(data_dir=data_dir, **options)  # type: ignore[no-any-return]
+
+
+def task_for_spec(spec: Any) -> Task:
+    """The task a sweep spec names, with its ``data_dir`` and ``task_options`` applied."""
+    task = get_task(spec.task)
+    return configure_task(
+        task, getattr(spec, "data_dir", None), getattr(spec, "task_options", None) or {}
+    )
+
+
+def prepare_task(task: Task, *, download: bool = False) -> None:
+    """Make sure ``task``'s data is on disk (``--download`` fetches it); a no-op for tasks
+    that read none.
+
+    Raises:
+        SweepUsageError: the data is missing (one sentence saying how to get it).
+        SweepError: the download failed.
+    """
+    prepare = getattr(task, "prepare", None)
+    if prepare is not None:
+        prepare(download=download)
+    elif download:
+        raise SweepUsageError(f"--download is given, but task {task.name!r} reads no data files.")
+
+
+__all__ = [
+    "BUILTIN_TASKS",
+    "Task",
+    "TaskSetup",
+    "UserTask",
+    "check_task",
+    "configure_task",
+    "get_task",
+    "prepare_task",
+    "task_for_spec",
+]

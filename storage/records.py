@@ -116,7 +116,7 @@ def get_or_add_trial_run(session: Session, **fields: Any) -> TrialRun:
     does if it is not stored yet.
 
     Safe to repeat: the worker's start-of-run write is retried when the connection drops
-    (:func:`sweeps.study.retry_on_disconnect`), and a drop between the server's COMMIT and
+    (:func:`sweeps.outage.retry_on_disconnect`), and a drop between the server's COMMIT and
     the client hearing of it would otherwise leave a second, never finished copy of the
     run. The repeat finds the committed row and returns it unchanged. ``attempt`` defaults
     to 1, as in :func:`add_trial_run`.
@@ -164,7 +164,7 @@ def record_epoch(
     ``SELECT`` keeps only names without such a row), so writing the same epoch again
     changes nothing. That is the retry after a lost acknowledgement: the server committed
     the epoch, the connection dropped before the client heard so, and
-    :func:`sweeps.study.retry_on_disconnect` runs the write again. A *different* value or
+    :func:`sweeps.outage.retry_on_disconnect` runs the write again. A *different* value or
     wall time for a stored epoch metric is not a repeat; its INSERT hits the primary key.
 
     Raises:

@@ -29,7 +29,6 @@ from tests.reliability.conftest import (
     final_attempt,
     immediate_retry_of,
     load_study,
-    running_trial_of,
     sqlite_url,
     stored_epochs,
     wait_until_mid_trial,
@@ -223,10 +222,11 @@ def test_all_workers_killed_then_new_ones_finish_the_sweep(workspace: Workspace,
     spec = workspace.spec(n_trials=n_trials, epochs=epochs)
     first = workspace.start_workers(spec, postgres_url, 2)
     study = load_study_when_created(postgres_url)
+    # Each worker is killed as soon as it is seen mid-trial, and that trial is the one it
+    # leaves behind: reading the trials of both after both waits raced a short trial's end.
+    stuck = []
     for worker in first:
-        wait_until_mid_trial(postgres_url, study, worker.pid)
-    stuck = [running_trial_of(study, worker.pid) for worker in first]
-    for worker in first:
+        stuck.append(wait_until_mid_trial(postgres_url, study, worker.pid))
         worker.send_signal(signal.SIGKILL)
         worker.wait()
     assert len(by_state(study.get_trials())[TrialState.RUNNING]) == 2
@@ -237,7 +237,6 @@ def test_all_workers_killed_then_new_ones_finish_the_sweep(workspace: Workspace,
     assert_sweep_finished_cleanly(postgres_url, n_trials=n_trials, epochs=epochs)
     trials = study.get_trials()
     for trial in stuck:
-        assert trial is not None
         assert trials[trial.number].state is TrialState.FAIL
     assert HEARTBEAT_S < GRACE_S  # the settings these timings rely on
 

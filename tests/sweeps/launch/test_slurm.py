@@ -166,6 +166,9 @@ def test_a_missing_sbatch_exits_1_with_one_sentence(tmp_path, monkeypatch):
 
 N_TRIALS = 6
 EPOCHS = 4
+PREEMPT_EPOCHS = 12
+"""The preempted trial's epochs: with 4 (1.6 s a run) submitit's SIGUSR2 -> checkpoint ->
+SIGTERM chain could reach the worker after the trial had finished, on a quiet machine."""
 
 
 @pytest.fixture
@@ -201,7 +204,7 @@ def test_a_preempted_array_task_requeues_its_trial_and_itself(workspace: Workspa
     trial is failed as ``interrupted`` and queued again, and submitit requeues the task.
     Without the checkpoint the signal would kill the task, and the trial would be failed
     only after the grace period, as a lost worker (``worker lost``), costing a retry."""
-    spec = workspace.spec(n_trials=N_TRIALS, epochs=EPOCHS)
+    spec = workspace.spec(n_trials=N_TRIALS, epochs=PREEMPT_EPOCHS)
     url = sqlite_url(workspace.folder)
     logs = workspace.folder / "slurm" / "%j"
     launcher = subprocess.Popen(
@@ -237,7 +240,7 @@ def test_a_preempted_array_task_requeues_its_trial_and_itself(workspace: Workspa
     assert launcher.returncode == 0, output
     assert "Done:" in output
     assert "Traceback" not in output
-    assert_sweep_finished_cleanly(url, n_trials=N_TRIALS, epochs=EPOCHS)
+    assert_sweep_finished_cleanly(url, n_trials=N_TRIALS, epochs=PREEMPT_EPOCHS)
     trials = load_study(url).get_trials()
     preempted = trials[trial_number]
     assert preempted.state is TrialState.FAIL

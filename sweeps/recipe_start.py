@@ -87,7 +87,10 @@ class RecipeStart:
 
 def _unknown(name: object, path: str) -> SpecError:
     names = list(catalog.ENTRIES)
-    close = difflib.get_close_matches(str(name), names, n=1)
+    # A name the catalog's extends is most likely cut short ('resnet_cifar' for
+    # 'resnet_cifar10'): the shortest such name first, else the closest by difflib's ratio.
+    extended = sorted((entry for entry in names if entry.startswith(str(name))), key=len)
+    close = extended or difflib.get_close_matches(str(name), names, n=1)
     hint = f" did you mean {close[0]!r}?" if close else ""
     return SpecError(
         f"{path} {name!r} is not in the catalog;{hint} accepted recipes: {', '.join(names)}."

@@ -31,7 +31,7 @@ from .trajectories import Quadratic, lr_outside, relative
 
 _SPEC = importlib.util.find_spec("timm")
 if _SPEC is None or not _SPEC.submodule_search_locations:
-    raise ImportError("timm is not installed; .ci/run installs it (pip install --no-deps timm)")
+    raise ImportError("timm is not installed; scripts/install_test_frameworks.sh installs it")
 TIMM_DIR = Path(next(iter(_SPEC.submodule_search_locations)))
 if "timm" not in sys.modules:
     _package = types.ModuleType("timm")

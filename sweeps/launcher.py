@@ -20,17 +20,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import IO, TYPE_CHECKING, Any, Final
 
 from sweeps.devices import THREADS_ENV_VAR, Device, parse_devices, threads_per_worker
 from sweeps.errors import SweepError, SweepUsageError
 from sweeps.progress import LiveProgress, SweepSnapshot, describe
 from sweeps.samplers import WORKER_INDEX_ENV_VAR
+from sweeps.stop import StopRequest, stop_requests
 from sweeps.sweep_study import open_study
 
 if TYPE_CHECKING:
@@ -139,7 +137,7 @@ def launch(
                 0, first, f"The sweep {spec.name!r} is already done: {describe(first)}."
             )
         threads = threads_per_worker(count)
-        with _forwarded_signals() as stop:
+        with stop_requests() as stop:
             started = [
                 _start_worker(
                     i,
@@ -170,25 +168,6 @@ def launch(
             return LaunchResult(0, snap, f"Done: {describe(snap)}.")
     finally:
         sweep.close()
-
-
-class _StopRequest:
-    def __init__(self) -> None:
-        self.signum: int | None = None
-
-    def __call__(self, signum: int, frame: FrameType | None) -> None:
-        self.signum = self.signum or signum
-
-
-@contextmanager
-def _forwarded_signals() -> Iterator[_StopRequest]:
-    stop = _StopRequest()
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _start_worker(
@@ -227,7 +206,7 @@ def _watch(
     started: list[WorkerProcess],
     progress: LiveProgress,
     show: bool,
-    stop: _StopRequest,
+    stop: StopRequest,
 ) -> SweepSnapshot:
     from sweeps.progress import snapshot
 

@@ -109,3 +109,31 @@ STOP: Final = StopFlag()
 def check_stop() -> None:
     """Raise :class:`StopRequested` if this process was asked to stop (a safe point)."""
     STOP.check()
+
+
+class StopRequest:
+    """A launcher's record of the first SIGINT or SIGTERM it got (:func:`stop_requests`).
+
+    A launcher (``sweeps run``, ``sweeps launch ray``) runs no trial itself: it only notes
+    the request in the handler and acts on it in its own loop, by passing the signal on to
+    its worker processes or cancelling its Ray tasks, which then stop on their own flags.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.signum = self.signum or signum
+
+
+@contextmanager
+def stop_requests() -> Iterator[StopRequest]:
+    """SIGINT and SIGTERM are recorded in the yielded :class:`StopRequest` while the block
+    runs (main thread only); the previous handlers come back afterwards."""
+    stop = StopRequest()
+    previous = {sig: signal.signal(sig, stop) for sig in INTERRUPTED_EXIT}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

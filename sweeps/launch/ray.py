@@ -37,11 +37,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
 from sweeps.errors import SweepError, SweepUsageError
 from sweeps.launch.supervision import STOP_GRACE_S, WorkerLostError, WorkerOutcome, WorkerProcess
+from sweeps.stop import StopRequest, stop_requests
 
 if TYPE_CHECKING:
     from sweeps.launch.request import SweepLaunch
@@ -237,7 +237,7 @@ def launch_on_ray(
             task = ray.remote(run_worker_task)
             starts = ray.remote(WorkerStarts).options(num_cpus=0).remote()
             progress = LiveProgress(sweep.study, console=console)
-            with _stop_requests() as stop:
+            with stop_requests() as stop:
                 refs = [
                     task.options(
                         name=f"sweeps-worker-{index}",
@@ -377,27 +377,8 @@ def check_reachable(address: str, *, source: str = "--address") -> None:
         ) from None
 
 
-class _StopRequest:
-    def __init__(self) -> None:
-        self.signum: int | None = None
-
-    def __call__(self, signum: int, frame: FrameType | None) -> None:
-        self.signum = self.signum or signum
-
-
-@contextmanager
-def _stop_requests() -> Iterator[_StopRequest]:
-    stop = _StopRequest()
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def _watch(
-    ray: Any, refs: list[Any], progress: Any, show: bool, stop: _StopRequest
+    ray: Any, refs: list[Any], progress: Any, show: bool, stop: StopRequest
 ) -> tuple[list[WorkerOutcome], list[str]]:
     """Wait for every task, refreshing the progress; on a stop request cancel them all
     and wait (at most the stop grace) for their workers to record their trials."""
